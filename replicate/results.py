@@ -1,0 +1,182 @@
+"""The results store: one folder per run, named by a hash of its resolved config.
+
+Layout (``root`` is ``results_dir``, default ``results/``)::
+
+    root/runs/<experiment>/<run_id>/
+        config.yaml        the resolved config (what the hash is taken over)
+        manifest.json      run_id, experiment, seed, status, git commit and dirty flag, versions,
+                           device, wall time, steps done, error (for a failed run)
+        metrics.parquet    one row per logged step: ``step`` and one column per metric
+        checkpoint.pt      only while a run is unfinished (or with ``train.keep_checkpoint``)
+
+Every file is written to a temporary name in the same folder and renamed into place, so a killed
+process leaves either the old file or the new one, never half of one. ``load()`` and ``runs()`` read
+only this layout; a folder they cannot read is reported with a warning and skipped.
+
+Statuses: ``running`` (started, not finished: resumed by the next launch), ``done``, ``diverged``
+(the loss became non-finite; its metrics up to then are kept) and ``failed`` (an exception; retried
+by the next launch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+FINISHED = ("done", "diverged")
+# Keys that do not change what a run computes: changing them must not start a new run.
+NOT_HASHED = ("results_dir", "progress", "threads", "train.checkpoint_every", "train.keep_checkpoint")
+
+
+# ---------------------------------------------------------------------------------------- writing
+def atomic_write(path: Path | str, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_torch_save(obj: Any, path: Path | str) -> None:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write(path, buf.getvalue())
+
+
+def write_metrics(rows: list[dict], path: Path | str) -> None:
+    buf = io.BytesIO()
+    pd.DataFrame(rows).to_parquet(buf, index=False)
+    atomic_write(path, buf.getvalue())
+
+
+def write_manifest(run_dir: Path | str, manifest: Mapping) -> None:
+    atomic_write(Path(run_dir) / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
+
+
+def read_manifest(run_dir: Path | str) -> dict | None:
+    p = Path(run_dir) / "manifest.json"
+    if not p.exists():
+        return None
+    return json.loads(p.read_text())
+
+
+# ---------------------------------------------------------------------------------------- naming
+def flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
+    """``{'optimizer': {'b2': 0.99}} -> {'optimizer.b2': 0.99}`` (lists kept as values)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def run_id(cfg: Mapping) -> str:
+    """A 12-hex-digit hash of the resolved config, without the keys in ``NOT_HASHED``."""
+    flat = {k: v for k, v in flatten(cfg).items() if k not in NOT_HASHED}
+    blob = json.dumps(flat, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def run_dir(root: Path | str, cfg: Mapping) -> Path:
+    return Path(root) / "runs" / str(cfg.get("name", "default")) / run_id(cfg)
+
+
+# ---------------------------------------------------------------------------------------- reading
+def _run_dirs(root: Path) -> Iterable[Path]:
+    base = Path(root) / "runs"
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.glob("*/*") if p.is_dir())
+
+
+def _read_run(path: Path) -> tuple[dict, dict] | None:
+    """(manifest, config) of a run folder, or None with a warning when it is unreadable."""
+    import yaml
+
+    try:
+        manifest = read_manifest(path)
+        if manifest is None:
+            raise ValueError("no manifest.json")
+        cfg = yaml.safe_load((path / "config.yaml").read_text())
+        if not isinstance(cfg, dict):
+            raise ValueError("config.yaml is not a mapping")
+        return manifest, cfg
+    except Exception as e:  # corrupt or half-written: report and skip, never fatal
+        warnings.warn(f"skipping unreadable run folder {path}: {e}", stacklevel=3)
+        return None
+
+
+def runs(root: Path | str = "results", experiment: str | None = None) -> pd.DataFrame:
+    """One row per run: run_id, experiment, seed, status, wall_time_s, path, then the flattened
+    config (dotted keys such as ``optimizer.b2``)."""
+    rows = []
+    for path in _run_dirs(Path(root)):
+        read = _read_run(path)
+        if read is None:
+            continue
+        manifest, cfg = read
+        if experiment is not None and manifest.get("experiment") != experiment:
+            continue
+        row = {
+            "run_id": manifest.get("run_id", path.name),
+            "experiment": manifest.get("experiment", path.parent.name),
+            "seed": manifest.get("seed"),
+            "status": manifest.get("status"),
+            "wall_time_s": manifest.get("wall_time_s"),
+            "steps_done": manifest.get("steps_done"),
+            "path": str(path),
+        }
+        row.update(flatten(cfg))
+        rows.append(row)
+    cols = ["run_id", "experiment", "seed", "status", "wall_time_s", "steps_done", "path"]
+    return pd.DataFrame(rows, columns=None if rows else cols)
+
+
+def load(
+    root: Path | str = "results", experiment: str | None = None, metrics: Iterable[str] | None = None
+) -> pd.DataFrame:
+    """All finished runs' metrics as one tidy frame: run_id, experiment, seed, status, step, metric,
+    value. Join with ``runs(root)`` on run_id for the config."""
+    frames = []
+    wanted = set(metrics) if metrics is not None else None
+    for _, r in runs(root, experiment).iterrows():
+        if r["status"] not in FINISHED:
+            continue
+        try:
+            wide = pd.read_parquet(Path(r["path"]) / "metrics.parquet")
+        except Exception as e:
+            warnings.warn(f"skipping run {r['path']}: unreadable metrics ({e})", stacklevel=2)
+            continue
+        tidy = wide.melt(id_vars="step", var_name="metric", value_name="value").dropna(subset=["value"])
+        if wanted is not None:
+            tidy = tidy[tidy["metric"].isin(wanted)]
+        tidy.insert(0, "run_id", r["run_id"])
+        tidy.insert(1, "experiment", r["experiment"])
+        tidy.insert(2, "seed", r["seed"])
+        tidy.insert(3, "status", r["status"])
+        frames.append(tidy)
+    cols = ["run_id", "experiment", "seed", "status", "step", "metric", "value"]
+    if not frames:
+        return pd.DataFrame(columns=cols)
+    return pd.concat(frames, ignore_index=True)[cols]

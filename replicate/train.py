@@ -1,0 +1,222 @@
+"""The one training loop: ``run(cfg)`` trains one run from its config and records it.
+
+Read top to bottom: check the config, find the run's folder (a finished run is not trained again),
+seed, build the model, data and optimizer, resume from a checkpoint if one is there, then step:
+loss, backward, optimizer step, log, stop if the loss is not finite (status ``diverged``),
+checkpoint every ``train.checkpoint_every`` steps. Everything that varies comes in through ``cfg``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import random
+import socket
+import subprocess
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from . import results
+from .config import ConfigError, check_writable, validate
+from .data import build_data
+from .models import build_model
+from .optim import HyperparameterError, make, make_schedule
+
+NOT_OPTIMIZER_HPARAMS = ("name", "compile")
+
+
+def run(cfg: Any) -> dict:
+    """Train the run ``cfg`` describes (a DictConfig or a plain nested dict); return its manifest.
+
+    Raises ConfigError (one line for the user) for a bad value before anything is written.
+    Exceptions during training are recorded as status ``failed`` and re-raised.
+    """
+    cfg = _plain(cfg)
+    validate(cfg)
+    root = check_writable(cfg.get("results_dir", "results"))
+    rdir = results.run_dir(root, cfg)
+    manifest = results.read_manifest(rdir) if (rdir / "manifest.json").exists() else None
+    if manifest and manifest.get("status") in results.FINISHED:
+        return {**manifest, "skipped": True}  # a rerun of a finished sweep trains nothing
+    model, data, opt = _build(cfg)  # before writing anything, so bad values leave no folder
+
+    results.atomic_write(rdir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    manifest = _manifest(cfg, rdir, status="running")
+    results.write_manifest(rdir, manifest)
+    t0 = time.perf_counter()
+    try:
+        status, steps_done = _loop(cfg, rdir, model, data, opt)
+    except BaseException as e:
+        manifest.update(status="failed", error="".join(traceback.format_exception(e)),
+                        wall_time_s=manifest["wall_time_s"] + time.perf_counter() - t0)
+        results.write_manifest(rdir, manifest)
+        raise
+    manifest.update(status=status, steps_done=steps_done, finished=_now(),
+                    wall_time_s=manifest["wall_time_s"] + time.perf_counter() - t0)
+    results.write_manifest(rdir, manifest)
+    if not cfg["train"].get("keep_checkpoint", False):
+        (rdir / "checkpoint.pt").unlink(missing_ok=True)
+    return manifest
+
+
+def _build(cfg: dict):
+    """Seed everything, then make the model, the data stream and the optimizer."""
+    seed = cfg["seed"]
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg["threads"])
+    if cfg.get("deterministic", True):
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    device = _device(cfg.get("device", "auto"))
+    try:
+        model = build_model(cfg["model"]).to(device)
+        data = build_data(cfg["data"])
+    except (TypeError, ValueError) as e:
+        raise ConfigError(str(e).splitlines()[0]) from None
+    ocfg = cfg["optimizer"]
+    hparams = {k: v for k, v in ocfg.items() if k not in NOT_OPTIMIZER_HPARAMS}
+    sched = dict(cfg.get("schedule") or {"name": "constant"})
+    try:
+        schedule = make_schedule(sched.pop("name"), **sched)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"schedule: {str(e).splitlines()[0]}") from None
+    try:
+        opt = make(ocfg["name"], model.parameters(), schedule=schedule,
+                   compile=bool(ocfg.get("compile", False)), **hparams)
+    except HyperparameterError as e:
+        raise ConfigError(f"optimizer.{e.key}: {e}") from None
+    return model, data, opt
+
+
+def _loop(cfg: dict, rdir: Path, model, data, opt) -> tuple[str, int]:
+    tcfg = cfg["train"]
+    steps, log_every, ckpt_every = tcfg["steps"], tcfg.get("log_every", 1), tcfg.get("checkpoint_every", 0)
+    device = next(model.parameters()).device
+    ckpt_path = rdir / "checkpoint.pt"
+    rows: list[dict] = []
+    start = 0
+    if ckpt_path.exists():  # resume a killed run exactly where its last checkpoint left it
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        data.load_state_dict(ck["data"])
+        torch.set_rng_state(ck["rng"])
+        rows, start = ck["rows"], ck["step"]
+
+    status = "done"
+    bar = tqdm(range(start, steps), initial=start, total=steps, disable=not cfg.get("progress", True),
+               desc=f"{cfg.get('name', 'run')} seed={cfg['seed']}", mininterval=1.0, leave=False)
+    step = start
+    for step in bar:
+        batch = _to(data.next(), device)
+        loss = model.loss(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else None
+        lr = opt.current_lr()
+        opt.step()
+        if step % log_every == 0 or step == steps - 1:
+            value = loss.item()
+            rows.append({"step": step, "loss": value, "lr": lr,
+                         "grad_norm": float("nan") if grad_norm is None else grad_norm.item()})
+            if not math.isfinite(value):
+                status = "diverged"
+                break
+        if ckpt_every and (step + 1) % ckpt_every == 0 and step + 1 < steps:
+            results.atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                       "data": data.state_dict(), "rng": torch.get_rng_state(),
+                                       "rows": rows, "step": step + 1}, ckpt_path)
+    bar.close()
+    results.write_metrics(rows, rdir / "metrics.parquet")
+    return status, step + 1
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def _plain(cfg: Any) -> dict:
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(cfg, DictConfig):
+            cfg = OmegaConf.to_container(cfg, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    cfg = dict(cfg)
+    cfg.pop("hydra", None)
+    return cfg
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _to(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_to(b, device) for b in batch)
+    return batch
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _git() -> tuple[str | None, bool | None]:
+    top = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(top), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(top), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        return commit, bool(dirty)
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "numpy", "pandas", "hydra-core", "omegaconf", "replicate-adam-spikes"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _manifest(cfg: dict, rdir: Path, status: str) -> dict:
+    old = results.read_manifest(rdir) or {}
+    commit, dirty = _git()
+    device = _device(cfg.get("device", "auto"))
+    return {
+        "run_id": rdir.name,
+        "experiment": cfg.get("name", "default"),
+        "seed": cfg["seed"],
+        "status": status,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "versions": _versions(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "threads": torch.get_num_threads(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started": old.get("started", _now()),
+        "resumes": old.get("resumes", -1) + 1,
+        "wall_time_s": old.get("wall_time_s", 0.0),
+        "steps_done": old.get("steps_done", 0),
+    }

@@ -88,7 +88,11 @@ def _app(cfg: DictConfig) -> str:
 
 
 def main() -> None:
-    precheck(sys.argv[1:])
+    argv = sys.argv[1:]
+    precheck(argv)
+    # Hydra's argparse cannot take overrides on both sides of -m: put the flag first.
+    flags = [a for a in argv if a in ("-m", "--multirun")]
+    sys.argv[1:] = flags + [a for a in argv if a not in flags]
     _app()
 
 

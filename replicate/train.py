@@ -79,24 +79,26 @@ def _build(cfg: dict):
     np.random.seed(seed)
     torch.manual_seed(seed)
     device = _device(cfg.get("device", "auto"))
-    try:
-        model = build_model(cfg["model"]).to(device)
-        data = build_data(cfg["data"])
-    except (TypeError, ValueError) as e:
-        raise ConfigError(str(e).splitlines()[0]) from None
+    model = _checked("model", build_model, cfg["model"]).to(device)
+    data = _checked("data", build_data, cfg["data"])
+    sched = dict(cfg.get("schedule") or {"name": "constant"})
+    schedule = _checked("schedule", lambda s: make_schedule(s.pop("name"), **s), sched)
     ocfg = cfg["optimizer"]
     hparams = {k: v for k, v in ocfg.items() if k not in NOT_OPTIMIZER_HPARAMS}
-    sched = dict(cfg.get("schedule") or {"name": "constant"})
-    try:
-        schedule = make_schedule(sched.pop("name"), **sched)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"schedule: {str(e).splitlines()[0]}") from None
     try:
         opt = make(ocfg["name"], model.parameters(), schedule=schedule,
                    compile=bool(ocfg.get("compile", False)), **hparams)
     except HyperparameterError as e:
         raise ConfigError(f"optimizer.{e.key}: {e}") from None
     return model, data, opt
+
+
+def _checked(group: str, build, cfg):
+    """``build(cfg)``, with a builder's TypeError/ValueError turned into a one-line ConfigError."""
+    try:
+        return build(cfg)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{group}: {str(e).splitlines()[0]}") from None
 
 
 def _loop(cfg: dict, rdir: Path, model, data, opt) -> tuple[str, int]:

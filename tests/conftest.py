@@ -1,0 +1,35 @@
+"""Shared fixtures: compose configs the way `python -m replicate` does, without output folders."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF = ROOT / "conf"
+
+
+def make_cfg(overrides: list[str], results_dir: Path | str) -> dict:
+    """The resolved config of `python -m replicate <overrides> results_dir=<results_dir>` as a dict."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[*overrides, f"results_dir={results_dir}", "progress=false"])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run([sys.executable, "-m", "replicate", *args], capture_output=True, text=True,
+                          cwd=cwd or ROOT, env=env, timeout=timeout)
+
+
+@pytest.fixture
+def cfg_factory(tmp_path):
+    def factory(*overrides: str, results_dir: Path | None = None) -> dict:
+        return make_cfg(list(overrides), results_dir or tmp_path / "results")
+    return factory

@@ -63,7 +63,7 @@ def _options(group: str, conf: Path) -> list[str]:
 
 
 @hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")
-def _app(cfg: DictConfig) -> str:
+def _app(cfg: DictConfig) -> dict:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -79,12 +79,12 @@ def _app(cfg: DictConfig) -> str:
         if not sweep:
             raise
         print(f"run failed ({type(e).__name__}: {e}); recorded as failed, the sweep goes on", file=sys.stderr)
-        return "failed"
+        return {"status": "failed"}
     status = manifest["status"]
     how = "already finished, skipped" if manifest.get("skipped") else \
         f"{manifest.get('steps_done')} steps, {manifest.get('wall_time_s', 0):.1f}s"
     print(f"{manifest['experiment']} seed={manifest['seed']} {manifest['run_id']}: {status} ({how})")
-    return status
+    return {"status": status, "skipped": bool(manifest.get("skipped")), "run_id": manifest["run_id"]}
 
 
 def main() -> None:

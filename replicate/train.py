@@ -127,8 +127,8 @@ def _loop(cfg: dict, rdir: Path, model, data, opt) -> tuple[str, int]:
         loss.backward()
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else None
-        lr = opt.current_lr()
         opt.step()
+        lr = opt.current_lr()  # the learning rate this step used
         if step % log_every == 0 or step == steps - 1:
             value = loss.item()
             rows.append({"step": step, "loss": value, "lr": lr,

@@ -62,9 +62,11 @@ def test_a_2x3_multirun_then_its_rerun_trains_nothing(tmp_path, launcher):
     assert out.returncode == 0, out.stderr
     first = manifests(tmp_path)
     assert len(first) == 6 and {m["status"] for m in first.values()} == {"done"}
+    assert "sweep finished: 6 runs: 6 done" in out.stdout
     assert {(m["seed"]) for m in first.values()} == {0, 1, 2}
     again = cli(*FAST, *sweep)
     assert again.returncode == 0 and again.stdout.count("already finished, skipped") == 6, again.stdout
+    assert "(6 already finished before, not trained again)" in again.stdout
     assert manifests(tmp_path) == first  # nothing rewritten
 
 
@@ -74,6 +76,7 @@ def test_a_diverging_run_ends_diverged_and_the_sweep_goes_on(tmp_path):
     assert out.returncode == 0, out.stderr
     status = sorted(m["status"] for m in manifests(tmp_path).values())
     assert status == ["diverged", "done"]
+    assert "sweep finished: 2 runs: 1 diverged, 1 done" in out.stdout
 
 
 def test_submitit_local_launcher_runs_a_sweep(tmp_path):
@@ -81,3 +84,36 @@ def test_submitit_local_launcher_runs_a_sweep(tmp_path):
     assert out.returncode == 0, out.stderr
     runs = results.runs(tmp_path)
     assert sorted(runs["seed"]) == [0, 1] and (runs["status"] == "done").all()
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_same_numbers(tmp_path):
+    """A real kill -9 in the middle of a run, then the same command again."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import pandas as pd
+
+    args = ["model=mlp", "data=regression", "train.steps=4000", "train.checkpoint_every=200",
+            "progress=false", "threads=1", "name=killed"]
+    ref = cli(*args, f"results_dir={tmp_path / 'ref'}")
+    assert ref.returncode == 0, ref.stderr
+    root = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "replicate", *args, f"results_dir={root}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(root.glob("runs/*/*/checkpoint.pt")) and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (run_dir,) = list(root.glob("runs/*/*"))
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "running"
+    assert not (run_dir / "metrics.parquet").exists(), "killed too late: the run had finished"
+    again = cli(*args, f"results_dir={root}")
+    assert again.returncode == 0 and ": done (4000 steps" in again.stdout, again.stdout + again.stderr
+    assert json.loads((run_dir / "manifest.json").read_text())["resumes"] == 1
+    a = pd.read_parquet(next((tmp_path / "ref").glob("runs/*/*/metrics.parquet")))
+    b = pd.read_parquet(run_dir / "metrics.parquet")
+    pd.testing.assert_frame_equal(a, b, check_exact=True)

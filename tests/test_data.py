@@ -160,3 +160,14 @@ def test_bad_name_and_kwarg():
     with pytest.raises(ValueError, match="batchsize"):
         build_data({"name": "markov", "seed": 0, "batchsize": 3})
     assert set(DATA) == {"none", "regression", "markov", "shakespeare"}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_markov_token_frequencies_follow_the_configured_zipf_exponent(seed):
+    d = build_data({"name": "markov", "seed": seed, "zipf": 1.1})
+    toks = np.concatenate([d.batch_at(i).numpy().ravel() for i in range(200)])
+    freq = np.bincount(toks, minlength=256) / toks.size  # token id k has rank k + 1
+    ranks = np.arange(1, 101)
+    slope = np.polyfit(np.log(ranks), np.log(freq[:100] + 1e-12), 1)[0]
+    assert abs(slope + 1.1) < 0.3, slope
+    assert 0.1 < freq[0] < 0.35  # Zipf(1.1) over 256 tokens gives the top token about 19%

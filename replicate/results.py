@@ -7,6 +7,7 @@ Layout (``root`` is ``results_dir``, default ``results/``)::
         manifest.json      run_id, experiment, seed, status, git commit and dirty flag, versions,
                            device, wall time, steps done, error (for a failed run)
         metrics.parquet    one row per logged step: ``step`` and one column per metric
+        histograms.parquet with probes on: step, layer, quantity (r or u), lo, hi, counts (fixed bins)
         checkpoint.pt      only while a run is unfinished (or with ``train.keep_checkpoint``)
 
 Every file is written to a temporary name in the same folder and renamed into place, so a killed
@@ -61,9 +62,10 @@ def atomic_torch_save(obj: Any, path: Path | str) -> None:
     atomic_write(path, buf.getvalue())
 
 
-def write_metrics(rows: list[dict], path: Path | str) -> None:
+def write_table(table: list[dict] | pd.DataFrame, path: Path | str) -> None:
+    """A DataFrame (or a list of row dicts) as parquet, atomically."""
     buf = io.BytesIO()
-    pd.DataFrame(rows).to_parquet(buf, index=False)
+    (table if isinstance(table, pd.DataFrame) else pd.DataFrame(table)).to_parquet(buf, index=False)
     atomic_write(path, buf.getvalue())
 
 
@@ -180,3 +182,25 @@ def load(
     if not frames:
         return pd.DataFrame(columns=cols)
     return pd.concat(frames, ignore_index=True)[cols]
+
+
+def load_histograms(root: Path | str = "results", experiment: str | None = None) -> pd.DataFrame:
+    """The update histograms of finished runs: run_id, experiment, seed, step, layer, quantity
+    (``r`` = m̂/√v̂ or ``u`` = m̂/(√v̂+ε)), lo, hi (the range of the equal-width bins) and counts
+    (an array per row; values outside [lo, hi] are counted in the edge bins)."""
+    frames = []
+    for _, r in runs(root, experiment).iterrows():
+        path = Path(r["path"]) / "histograms.parquet"
+        if r["status"] not in FINISHED or not path.exists():
+            continue
+        try:
+            h = pd.read_parquet(path)
+        except Exception as e:
+            warnings.warn(f"skipping run {r['path']}: unreadable histograms ({e})", stacklevel=2)
+            continue
+        h.insert(0, "run_id", r["run_id"])
+        h.insert(1, "experiment", r["experiment"])
+        h.insert(2, "seed", r["seed"])
+        frames.append(h)
+    cols = ["run_id", "experiment", "seed", "step", "layer", "quantity", "lo", "hi", "counts"]
+    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)

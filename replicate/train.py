@@ -30,6 +30,7 @@ from .config import ConfigError, check_writable, validate
 from .data import build_data
 from .models import build_model
 from .optim import HyperparameterError, make, make_schedule
+from .probes import Probes, histogram_frame
 
 NOT_OPTIMIZER_HPARAMS = ("name", "compile")
 
@@ -106,6 +107,7 @@ def _loop(cfg: dict, rdir: Path, model, data, opt) -> tuple[str, int]:
     steps, log_every, ckpt_every = tcfg["steps"], tcfg.get("log_every", 1), tcfg.get("checkpoint_every", 0)
     device = next(model.parameters()).device
     ckpt_path = rdir / "checkpoint.pt"
+    probes = _probes(cfg, model, opt, data, device)
     rows: list[dict] = []
     start = 0
     if ckpt_path.exists():  # resume a killed run exactly where its last checkpoint left it
@@ -114,6 +116,8 @@ def _loop(cfg: dict, rdir: Path, model, data, opt) -> tuple[str, int]:
         opt.load_state_dict(ck["optimizer"])
         data.load_state_dict(ck["data"])
         torch.set_rng_state(ck["rng"])
+        if probes is not None:
+            probes.load_state_dict(ck["probes"])
         rows, start = ck["rows"], ck["step"]
 
     status = "done"
@@ -127,22 +131,41 @@ def _loop(cfg: dict, rdir: Path, model, data, opt) -> tuple[str, int]:
         loss.backward()
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else None
+        if probes is not None:
+            probes.before_step(step)
         opt.step()
         lr = opt.current_lr()  # the learning rate this step used
-        if step % log_every == 0 or step == steps - 1:
+        probed = probes.after_step(step) if probes is not None else {}
+        if probed or step % log_every == 0 or step == steps - 1:
             value = loss.item()
             rows.append({"step": step, "loss": value, "lr": lr,
-                         "grad_norm": float("nan") if grad_norm is None else grad_norm.item()})
+                         "grad_norm": float("nan") if grad_norm is None else grad_norm.item(), **probed})
             if not math.isfinite(value):
                 status = "diverged"
                 break
         if ckpt_every and (step + 1) % ckpt_every == 0 and step + 1 < steps:
             results.atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                                        "data": data.state_dict(), "rng": torch.get_rng_state(),
+                                       "probes": probes.state_dict() if probes is not None else None,
                                        "rows": rows, "step": step + 1}, ckpt_path)
     bar.close()
-    results.write_metrics(rows, rdir / "metrics.parquet")
+    results.write_table(rows, rdir / "metrics.parquet")
+    if probes is not None and probes.histograms:
+        results.write_table(histogram_frame(probes.histograms), rdir / "histograms.parquet")
     return status, step + 1
+
+
+def _probes(cfg: dict, model, opt, data, device) -> Probes | None:
+    """The probes of ``cfg['probe']`` (None when ``probe.every`` is 0), with a fixed probe batch for
+    the curvature: the first held-out batch where the data has one, else the first batch."""
+    pcfg = cfg.get("probe") or {}
+    if not pcfg.get("every"):
+        return None
+    try:
+        batch = data.val_batch(0)
+    except NotImplementedError:
+        batch = data.batch_at(0)
+    return Probes(model, opt, pcfg, seed=cfg["seed"], probe_batch=_to(batch, device))
 
 
 # ---------------------------------------------------------------------------------------- helpers

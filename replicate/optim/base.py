@@ -55,6 +55,16 @@ CHECKS: dict[str, tuple[Callable[[float], bool], str]] = {
     "weight_decay": _NONNEG,
     "momentum": _UNIT,
     "dampening": (lambda x: 0.0 <= x <= 1.0, "in [0, 1]"),
+    "a": (lambda x: x > 0.0, "> 0"),
+    "b": (lambda x: x > 0.0, "> 0"),
+    "theta": _NONNEG,
+    "reset_every": (lambda x: x >= 1 and x == int(x), "an integer >= 1"),
+    "warmup": (lambda x: x >= 0 and x == int(x), "an integer >= 0"),
+    "clip_delay": (lambda x: x >= 0 and x == int(x), "an integer >= 0"),
+    "beta2_decay": (lambda x: x <= 0.0, "<= 0"),
+    "eps1": _NONNEG,
+    "eps2": _NONNEG,
+    "d": (lambda x: x > 0.0, "> 0"),
 }
 
 
@@ -65,7 +75,7 @@ def check_hparams(hparams: dict) -> None:
         ok, allowed = CHECKS[key]
         try:
             good = ok(float(value))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             good = False
         if not good:
             raise HyperparameterError(key, f"{key}={value!r} is not allowed: {key} must be {allowed}")
@@ -110,8 +120,12 @@ def select(state, idx: list[int]):
 
 
 def copy_into(dst, src, path: str = "state") -> None:
-    """Copy a saved state tree into the existing tensors in place (structure must match)."""
-    if isinstance(dst, torch.Tensor):
+    """Copy a saved state tree into the existing tensors in place (structure must match; None
+    marks a state entry a param does not have, e.g. Adafactor's v for a factored matrix)."""
+    if dst is None:
+        if src is not None:
+            raise ValueError(f"{path}: saved state does not match (tensor where None expected)")
+    elif isinstance(dst, torch.Tensor):
         if not isinstance(src, torch.Tensor) or src.shape != dst.shape:
             raise ValueError(f"{path}: saved state does not match (shape or type)")
         dst.copy_(src)

@@ -114,12 +114,15 @@ class TransformOptimizer(torch.optim.Optimizer):
         return lr * float(self.schedule(t))
 
     def param_state(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
-        """This param's state merged over the chain ('m', 'v', 'momentum_buffer', 0-dim 'count')."""
+        """This param's state merged over the chain ('m', 'v', 'momentum_buffer', 0-dim 'count');
+        keys a param does not have (None entries, e.g. Adafactor's v for a matrix) are left out."""
         gi, i = self._where[p]
         out = {}
         for d in state_dicts(self._ostate[gi]):
             for k, v in d.items():
-                out.setdefault(k, v[i] if isinstance(v, list) else v)
+                v = v[i] if isinstance(v, list) else v
+                if v is not None:
+                    out.setdefault(k, v)
         return out
 
     def state_dict(self) -> dict:

@@ -94,7 +94,7 @@ def curvature(loss_fn, params: list[torch.Tensor], precond: list[torch.Tensor] |
     if precond is not None:
         sqrt_d = _flat(precond).sqrt()
         res["lambda_max_Hhat"], _ = _lanczos(lambda v: sqrt_d * hvp(sqrt_d * v), n, iters, gen)
-        g = _flat(grads).detach()
+        g = _flat([g.detach() for g in grads])
         u = sqrt_d * g
         gg = float(g @ g)
         res["lambda_grad_Hhat"] = float(u @ hvp(u)) / gg if gg > 0 else float("nan")

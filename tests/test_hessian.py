@@ -1,11 +1,21 @@
 """Curvature probes (replicate.hessian) against dense Hessians and quadratics with known answers."""
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from replicate.hessian import curvature, thresholds
 from replicate.models import MLP, build_model
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small problems: threads only add overhead, and thrash when the cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def close(a: float, b: float, rel: float) -> bool:
@@ -32,14 +42,9 @@ def dense(model, batch):
             wrap, {f"m.{k}": c.view(p.shape) for k, c, p in zip(names, chunks, ps)}, (batch,))
 
     flat0 = torch.cat([p.detach().reshape(-1) for p in ps])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # vmapped double backward thrashes on a shared 2-core machine
-    try:
-        with sdpa_kernel(SDPBackend.MATH):
-            H = torch.func.jacrev(torch.func.grad(f))(flat0)
-            g = torch.func.grad(f)(flat0)
-    finally:
-        torch.set_num_threads(threads)
+    with sdpa_kernel(SDPBackend.MATH):
+        H = torch.func.jacrev(torch.func.grad(f))(flat0)
+        g = torch.func.grad(f)(flat0)
     return H.double(), g.double()
 
 

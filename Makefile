@@ -14,7 +14,7 @@ LAUNCHER ?= joblib
 EXP ?=
 ARGS ?=
 
-.PHONY: help replicate test report sweep clean distclean venv
+.PHONY: help replicate test report sweep bench clean distclean venv
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -42,6 +42,10 @@ test: $(VENV)/.installed  ## the test suite
 
 report: $(VENV)/.installed  ## figures from results/ alone, no training
 	$(PY) -m replicate.report $(RESULTS)
+
+bench: $(VENV)/.installed  ## benchmarks (pytest-benchmark): JSON under results/bench/
+	@mkdir -p $(RESULTS)/bench
+	$(PY) -m pytest tests/bench -q -s --benchmark-enable --benchmark-json=$(RESULTS)/bench/bench-$$(hostname -s).json
 
 sweep: $(VENV)/.installed  ## one experiment's sweep: make sweep EXP=m8_beta2_mlp [LAUNCHER=joblib|basic|local|slurm] [ARGS="seed=3,4,5"]
 	@test -n "$(EXP)" || { echo "error: EXP is not set: make sweep EXP=<one of: $$(ls conf/experiment | sed 's/.yaml//' | tr '\n' ' ')>" >&2; exit 2; }

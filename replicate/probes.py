@@ -91,7 +91,7 @@ class Probes:
                        for layer, names in model.layers().items()}
         self.hparams = {p: g for g in opt.param_groups for p in g["params"]}
         gen = torch.Generator().manual_seed(seed + 7919)  # probes never touch the global RNG
-        self.sub = {layer: torch.randperm(sum(p.numel() for p in ps), generator=gen)[:n_auto]
+        self.sub = {layer: torch.randperm(sum(p.numel() for p in ps), generator=gen)[:n_auto].to(ps[0].device)
                     for layer, ps in self.layers.items()}
         self.has_v = "v" in self._state(next(iter(self.hparams)))
         self.notes = "" if self.has_v else (f"{type(opt).__name__} has no per-coordinate second moment v: "
@@ -127,7 +127,7 @@ class Probes:
             grads = [p.grad for p in ps if p.grad is not None]
             if len(grads) != len(ps):
                 continue
-            g = torch.cat([x.flatten() for x in grads])[self.sub[layer].to(grads[0].device)].double()
+            g = torch.cat([x.flatten() for x in grads])[self.sub[layer]].double()
             a = self._auto[layer]  # sums stay tensors: no device sync on the steps between probes
             if a["prev"] is not None:
                 a["xy"] = a["xy"] + g @ a["prev"]

@@ -82,6 +82,44 @@ def fig_loss_curves(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, 
     return g.figure
 
 
+def fig_update_histograms(hist: pd.DataFrame, experiment: str, quantity: str = "r", seed: int | None = None):
+    """Heatmap of one run's update values over time (step × value, log colour) for the shallowest
+    layer and the deepest block: unimodal around 0 ↔ piled up near ±1 (sign descent)."""
+    import numpy as np
+
+    h = hist[(hist["experiment"] == experiment) & (hist["quantity"] == quantity)]
+    if h.empty:
+        return None
+    seed = h["seed"].min() if seed is None else seed
+    h = h[h["seed"] == seed]
+    h = h[h["run_id"] == h["run_id"].iloc[0]]  # one run: the first arm of that seed
+    layers = list(dict.fromkeys(h["layer"]))
+    blocks = [x for x in layers if x.startswith("block")]
+    shown = list(dict.fromkeys([layers[0], blocks[-1] if blocks else layers[-1]]))
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.2), squeeze=False, sharey=True)
+    symbol = {"r": "r = m̂/√v̂", "u": "u = m̂/(√v̂+ε)"}[quantity]
+    for ax, layer in zip(axes[0], shown):
+        g = h[h["layer"] == layer].sort_values("step")
+        counts = np.stack(g["counts"].to_numpy()).astype(float)
+        frac = counts / counts.sum(axis=1, keepdims=True)
+        lo, hi = g["lo"].iloc[0], g["hi"].iloc[0]
+        im = ax.imshow(np.log10(frac.T + 1e-6), aspect="auto", origin="lower", cmap="magma",
+                       extent=[g["step"].min(), g["step"].max(), lo, hi], vmin=-6, vmax=0)
+        ax.set_title(f"{layer}", fontsize=9)
+        ax.set_xlabel("step")
+    axes[0][0].set_ylabel(symbol)
+    fig.colorbar(im, ax=axes[0].tolist(), label="log10 fraction of coordinates")
+    fig.suptitle(f"{experiment}: update values over time (seed {seed}, 1 run)", y=1.02)
+    return fig
+
+
+def _save(fig, out: Path, name: str) -> Path:
+    for ext in ("png", "svg"):
+        fig.savefig(out / f"{name}.{ext}", dpi=130, bbox_inches="tight")
+    plt.close(fig)
+    return out / f"{name}.png"
+
+
 def build(root: Path | str = "results") -> list[Path]:
     """Write every figure under ``root/report/figures`` (PNG and SVG); return the PNG paths."""
     root = Path(root)
@@ -89,15 +127,15 @@ def build(root: Path | str = "results") -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     runs = results.runs(root)
     metrics = results.load(root, metrics=["loss"])
+    hist = results.load_histograms(root)
     written = []
     for experiment in sorted(runs["experiment"].unique()) if not runs.empty else []:
         fig = fig_loss_curves(metrics, runs, experiment)
-        if fig is None:
-            continue
-        for ext in ("png", "svg"):
-            fig.savefig(out / f"{experiment}_loss.{ext}", dpi=130, bbox_inches="tight")
-        plt.close(fig)
-        written.append(out / f"{experiment}_loss.png")
+        if fig is not None:
+            written.append(_save(fig, out, f"{experiment}_loss"))
+        fig = fig_update_histograms(hist, experiment)
+        if fig is not None:
+            written.append(_save(fig, out, f"{experiment}_update_histograms"))
     return written
 
 

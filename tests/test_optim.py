@@ -134,10 +134,19 @@ def test_schedule_in_optimizer():
     assert p.item() == -(0.25 + 0.5 + 0.75 + 1 + 1 + 1)
 
 
+# Per-variant hyperparameters for the round trip: exercise the state that only some settings use
+# (SPAM resets at step 7 and 14 with the checkpoint at 10, mid warm-up; Adafactor's weight decay).
+ROUND_TRIP = {"sgd": {"momentum": 0.9},
+              "spam": {"reset_every": 7, "warmup": 4, "clip_delay": 2, "theta": 3.0,
+                       "weight_decay": 0.1},
+              "adafactor": {"weight_decay": 0.1}, "radam": {"weight_decay": 0.1},
+              "lion": {"lr": 1e-3, "weight_decay": 0.1}}
+
+
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_state_dict_round_trip(name, tmp_path):
     data, kw = batches(20, 3), dict(lr=1e-2, schedule={"name": "cosine", "total_steps": 20})
-    kw |= {"momentum": 0.9} if name == "sgd" else {}
+    kw |= ROUND_TRIP.get(name, {})
     ref = mlp(2)
     oref = make(name, ref.parameters(), **kw)
     train(ref, oref, data)
@@ -165,6 +174,34 @@ def test_param_state_keys():
     p = torch.nn.Parameter(torch.ones(2))
     assert set(make("adam", [p]).param_state(p)) == {"m", "v", "count"}
     assert make("sgd", [p]).param_state(p).get("m") is None
+
+
+# The keys the probes read: m (first moment), v (second moment), 0-dim count; a variant without a
+# first moment or a per-coordinate second moment simply lacks the key.
+STATE_KEYS = {
+    "adam": {"m", "v"}, "adamw": {"m", "v"}, "adam_eps_inside": {"m", "v"}, "adam_eps0": {"m", "v"},
+    "adam_atan2": {"m", "v"}, "adabelief": {"m", "v"}, "radam": {"m", "v"},
+    "stable_adamw": {"m", "v"}, "spam": {"m", "v"}, "lion": {"m"}, "sgd": set(),
+    "adafactor": set(),  # vectors: v; matrices: row/col (factored), no v
+}
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_param_state_moments(name):
+    w, b = torch.nn.Parameter(torch.ones(3, 2)), torch.nn.Parameter(torch.ones(2))
+    opt = make(name, [w, b], **({"momentum": 0.9} if name == "sgd" else {}))
+    w.grad, b.grad = torch.full((3, 2), 0.5), torch.full((2,), 0.5)
+    opt.step()
+    sw, sb = opt.param_state(w), opt.param_state(b)
+    assert sw["count"].dim() == 0 and float(sw["count"]) == 1.0
+    assert {"m", "v"} & set(sw) == STATE_KEYS[name]
+    if name == "adafactor":
+        assert {"row", "col"} <= set(sw) and "v" in sb and "row" not in sb
+    for k in {"m", "v"} & set(sw):
+        assert sw[k].shape == w.shape
+    if "v" in sw and name != "adabelief":  # Adam-like, bias-uncorrected: v = (1-β2)·g² after 1 step
+        b2 = opt.param_groups[0]["b2"]
+        torch.testing.assert_close(sw["v"], torch.full((3, 2), (1 - b2) * 0.25))
 
 
 PARAMS = [torch.nn.Parameter(torch.ones(2))]
@@ -203,8 +240,13 @@ def test_bad_group_hyperparameter():
 
 
 # Table: every variant (a sensible lr and hparams) must cut a diagonal quadratic's loss 100x.
+# (tests/test_variants.py adds a matrix-shaped quadratic and Rosenbrock for every variant.)
 QUADRATIC = {"adam": dict(lr=0.05), "adamw": dict(lr=0.05, weight_decay=0.0),
-             "sgd": dict(lr=0.02, momentum=0.9)}
+             "sgd": dict(lr=0.02, momentum=0.9),
+             "adam_eps_inside": dict(lr=0.05), "adam_eps0": dict(lr=0.05),
+             "adam_atan2": dict(lr=0.05), "adabelief": dict(lr=0.05), "radam": dict(lr=0.05),
+             "lion": dict(lr=0.01), "adafactor": dict(lr=0.1),
+             "stable_adamw": dict(lr=0.05, weight_decay=0.0), "spam": dict(lr=0.05)}
 
 
 def test_table_covers_variants():

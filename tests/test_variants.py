@@ -187,7 +187,9 @@ REFERENCES = {
     "stable_adamw": (lambda ps, hp: _po("StableAdamW")(ps, weight_decouple=True, kahan_sum=False,
                                                        foreach=False, **_betas(hp)),
                      "pytorch-optimizer StableAdamW: the paper's Algorithm 1 (β̂, updated u, η_t on λ)"),
-    "spam": (lambda ps, hp: SpamCode(ps, **hp), "transcription of the authors' code (warm-up included)"),
+    "spam": (lambda ps, hp: SpamCode(ps, **hp),
+             "transcription of the authors' code (warm-up included); pytorch-optimizer's warm-up is "
+             "one step late; decay order differs by O(η²λ), ~1e-6 here"),
 }
 EXTRA = {  # further references: (variant, hparam overrides, factory, why)
     "adafactor_absolute": ("adafactor", dict(relative_step=False, eps1=1e-30),

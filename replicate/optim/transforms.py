@@ -238,7 +238,8 @@ def scale_by_spam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6, theta: 
     return Transform(_moment_state, update)
 
 
-def scale_by_factored_rms(beta2_decay: float = -0.8, eps1: float = 1e-30, d: float = 1.0) -> Transform:
+def scale_by_factored_rms(beta2_decay: float = -0.8, eps1: float = 1e-30,
+                          d: float = 1.0) -> Transform:
     """Adafactor's preconditioner with update clipping (Shazeer & Stern 2018, arXiv 1804.04235,
     Algorithms 4 and 5, β1 = 0):  β̂2t = 1 - t^c (c = beta2_decay = -0.8);
     tensors with ≥ 2 dims, over the last two:  R ← β̂2t·R + (1-β̂2t)·mean_cols(g² + ε1),
@@ -249,7 +250,8 @@ def scale_by_factored_rms(beta2_decay: float = -0.8, eps1: float = 1e-30, d: flo
 
     def init(params):
         fac = [p.dim() >= 2 for p in params]
-        return {"row": [p.new_zeros(p.shape[:-1] + (1,)) if f else None for p, f in zip(params, fac)],
+        return {"row": [p.new_zeros(p.shape[:-1] + (1,)) if f else None
+                        for p, f in zip(params, fac)],
                 "col": [p.new_zeros(p.shape[:-2] + (1, p.shape[-1])) if f else None
                         for p, f in zip(params, fac)],
                 "v": [None if f else torch.zeros_like(p) for p, f in zip(params, fac)],

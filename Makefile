@@ -9,7 +9,8 @@ PIP := $(PY) -m pip
 TORCH_CPU ?= torch==2.13.0
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 RESULTS ?= results
-EXPERIMENTS ?= b1_quadratic m8_beta2_mlp
+TIER ?= cpu
+CLAIMS ?=
 LAUNCHER ?= joblib
 EXP ?=
 ARGS ?=
@@ -30,9 +31,10 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed  ## create .venv and install the suite (done by every target on first use)
 
-replicate: $(VENV)/.installed  ## run every experiment, then the report
-	@set -e; for exp in $(EXPERIMENTS); do \
-	  echo "== $$exp"; \
+replicate: $(VENV)/.installed  ## every claim of TIER (cpu) or CLAIMS=m8,b1, then the scorecard and figures
+	@set -e; exps="$$($(PY) -m replicate.scorecard --experiments --tier $(TIER) --claims '$(CLAIMS)')"; \
+	n=$$(echo $$exps | wc -w); i=0; for exp in $$exps; do i=$$((i+1)); \
+	  echo "== [$$i/$$n] $$exp"; \
 	  $(PY) -m replicate -m experiment=$$exp hydra/launcher=$(LAUNCHER) threads=1 results_dir=$(RESULTS) $(ARGS); \
 	done
 	@$(MAKE) --no-print-directory report
@@ -40,7 +42,8 @@ replicate: $(VENV)/.installed  ## run every experiment, then the report
 test: $(VENV)/.installed  ## the test suite
 	$(PY) -m pytest -q tests
 
-report: $(VENV)/.installed  ## figures from results/ alone, no training
+report: $(VENV)/.installed  ## scorecard and figures from results/ alone, no training
+	$(PY) -m replicate.scorecard $(RESULTS)
 	$(PY) -m replicate.report $(RESULTS)
 
 bench: $(VENV)/.installed  ## benchmarks (pytest-benchmark): JSON under results/bench/

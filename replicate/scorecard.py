@@ -1,0 +1,88 @@
+"""The replication scorecard: every claim's verdict from results/ alone.
+
+``python -m replicate.scorecard [results_dir]`` writes ``scorecard.json`` (a list of objects with
+claim, source, metric, value, ci_low, ci_high, threshold, verdict, seeds, runtime_s, and what was
+run) and ``scorecard.md`` (the same as a table, then one line per claim on what was run).
+``python -m replicate.scorecard --experiments --claims m8,b1 --tier cpu`` prints the experiments
+that ``make replicate`` runs for those claims.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from . import results
+from .claims import CLAIMS, _load_modules, _order, evaluate
+
+KEYS = ("claim", "source", "metric", "value", "ci_low", "ci_high", "threshold", "verdict", "seeds", "runtime_s")
+
+
+def experiments(claims: str | None = None, tier: str = "cpu") -> list[str]:
+    """The experiments behind the claims given (comma-separated ids, any case) or of a tier."""
+    _load_modules()
+    if claims:
+        wanted = [c.strip().upper() for c in claims.split(",") if c.strip()]
+        unknown = [c for c in wanted if c not in CLAIMS]
+        if unknown:
+            raise SystemExit(f"error: CLAIMS={','.join(unknown)} not a claim id: choose from "
+                             f"{', '.join(sorted(CLAIMS, key=_order))}")
+        chosen = [CLAIMS[c] for c in wanted]
+    else:
+        chosen = [c for c in CLAIMS.values() if c.tier == tier]
+    return sorted({c.experiment for c in chosen if c.experiment})
+
+
+def _fmt(x) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{x:.3g}" if isinstance(x, float) else str(x)
+
+
+def write(root: Path | str = "results") -> tuple[Path, Path]:
+    root = Path(root)
+    verdicts = evaluate(root)
+    rows = []
+    for v in verdicts:
+        d = v.to_dict()
+        rows.append({**{k: d[k] for k in KEYS}, "experiment": d["experiment"], "statement": d["statement"],
+                     "detail": d["detail"], "runs": d["runs"]})
+    results.atomic_write(root / "scorecard.json", json.dumps(rows, indent=1) + "\n")
+    lines = ["# Replication scorecard", "",
+             "Every verdict is computed by `replicate/claims/` from the runs under `results/runs/` "
+             "(`make replicate`, then `make report`). Interval: 95% over seeds (bootstrap for fractions).", "",
+             "| claim | verdict | value | interval | threshold | seeds | runtime (s) | source |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        interval = f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]" if r["ci_low"] is not None else "–"
+        lines.append(f"| {r['claim']} | **{r['verdict']}** | {_fmt(r['value'])} | {interval} | {r['threshold']} | "
+                     f"{','.join(map(str, r['seeds'])) or '–'} | {r['runtime_s']:.0f} | {r['source']} |")
+    lines += ["", "## What was run", ""]
+    for r in rows:
+        what = f"`{r['experiment']}` ({len(r['runs'])} runs)" if r["runs"] else "nothing yet"
+        lines.append(f"- **{r['claim']}** — {r['statement']}. Metric: {r['metric']}. Run: {what}."
+                     + (f" {r['detail']}." if r["detail"] else ""))
+    results.atomic_write(root / "scorecard.md", "\n".join(lines) + "\n")
+    return root / "scorecard.json", root / "scorecard.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("results_dir", nargs="?", default="results")
+    p.add_argument("--experiments", action="store_true", help="print the experiments to run and exit")
+    p.add_argument("--claims", default="", help="comma-separated claim ids (with --experiments)")
+    p.add_argument("--tier", default="cpu", choices=("cpu", "gpu"))
+    args = p.parse_args(argv)
+    if args.experiments:
+        print(" ".join(experiments(args.claims, args.tier)))
+        return 0
+    for path in write(args.results_dir):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -46,9 +46,11 @@ report: $(VENV)/.installed  ## scorecard and figures from results/ alone, no tra
 	$(PY) -m replicate.scorecard $(RESULTS)
 	$(PY) -m replicate.report $(RESULTS)
 
-bench: $(VENV)/.installed  ## benchmarks (pytest-benchmark): JSON under results/bench/
+bench: $(VENV)/.installed  ## benchmarks (pytest-benchmark): JSON under results/bench/<device>.json [ARGS="-k adam"]
 	@mkdir -p $(RESULTS)/bench
-	$(PY) -m pytest tests/bench -q -s --benchmark-enable --benchmark-json=$(RESULTS)/bench/bench-$$(hostname -s).json
+	@set -e; out=$(RESULTS)/bench/$$($(PY) -c 'from replicate.bench import device_slug; print(device_slug())').json; \
+	$(PY) -m pytest tests/bench -q -s --benchmark-enable --benchmark-json=$$out $(ARGS); \
+	$(PY) -m replicate.bench $$out
 
 sweep: $(VENV)/.installed  ## one experiment's sweep: make sweep EXP=m8_beta2_mlp [LAUNCHER=joblib|basic|local|slurm] [ARGS="seed=3,4,5"]
 	@test -n "$(EXP)" || { echo "error: EXP is not set: make sweep EXP=<one of: $$(ls conf/experiment | sed 's/.yaml//' | tr '\n' ' ')>" >&2; exit 2; }

@@ -8,6 +8,7 @@ diverges is recorded as ``diverged`` and the sweep goes on; a run that fails is 
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -41,15 +42,19 @@ def precheck(argv: list[str], conf: Path = CONF) -> None:
         group = key.split("@")[0]
         if not (conf / group).is_dir() or value in ("", "null"):
             continue
+        if "(" in value:  # a sweep function (choice(...), range(...)): Hydra checks it
+            continue
         options = _options(group, conf)
-        for choice in value.split(","):
+        # a choice, a sweep a,b, a multi-select list [a,b] or a sweep of lists [a],[a,b]
+        for choice in (c for c in re.split(r"[\[\],\s]+", value) if c):
             if choice not in options:
                 _fail(f"{key}={choice!r} is not an option: choose one of {', '.join(options)}")
 
 
 def _options(group: str, conf: Path) -> list[str]:
     """The choices of a config group: our YAML files, plus what Hydra and its plugins register."""
-    options = {p.stem for p in (conf / group).glob("*.yaml")}
+    options = {p.relative_to(conf / group).with_suffix("").as_posix()  # preset/gpt3 as well
+               for p in (conf / group).rglob("*.yaml")}
     if group.startswith("hydra/"):
         from hydra.core.config_store import ConfigStore
         from hydra.core.plugins import Plugins

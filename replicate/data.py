@@ -19,7 +19,7 @@ import torch
 
 from replicate.models import build_from_registry
 
-__all__ = ["DATA", "build_data", "Stream", "NoneStream", "Regression", "Markov", "Shakespeare",
+__all__ = ["DATA", "build_data", "Stream", "NoneStream", "Regression", "Markov", "Shakespeare", "Gradients",
            "load_shakespeare_bytes"]
 
 STRUCTURE = 2**32 - 1  # rng stream of the fixed structure
@@ -275,12 +275,45 @@ class Shakespeare(Stream):
         return self._windows(self.val_data, self.val_rng(i))
 
 
+# ------------------------------------------------------------------------------------- gradients
+class Gradients(Stream):
+    """Synthetic gradients for ``model=linear`` (whose gradient is the batch): per step i,
+    g_i = signal + noise_i, a float32 vector of ``n`` coordinates.
+
+    ``signal`` is fixed over the run (the structure stream): ``sign`` gives ±1 per coordinate, so
+    every coordinate has the same signal-to-noise ratio; ``gaussian`` gives N(0, 1) per coordinate
+    (unit RMS, a spread of per-coordinate SNRs). ``noise_i`` ~ N(0, 1/snr²) i.i.d. over coordinates
+    and steps. ``snr = 0``: pure noise N(0, 1), gradients independent over time.
+    """
+
+    SIGNALS = ("sign", "gaussian")
+
+    def __init__(self, seed: int = 0, n: int = 100_000, snr: float = 0.0, signal: str = "sign"):
+        super().__init__(seed)
+        if int(n) < 1:
+            raise ValueError(f"n must be an integer >= 1, got {n}")
+        if not (isinstance(snr, (int, float)) and math.isfinite(snr) and snr >= 0):
+            raise ValueError(f"snr must be a number >= 0, got {snr!r}")
+        if signal not in self.SIGNALS:
+            raise ValueError(f"unknown signal {signal!r}; allowed: {list(self.SIGNALS)}")
+        self.n, self.snr, self.signal_kind = int(n), float(snr), signal
+        rng = self.structure_rng()
+        s = rng.standard_normal(self.n)
+        self.signal = np.where(s < 0, -1.0, 1.0) if signal == "sign" else s
+
+    def batch_at(self, i: int) -> torch.Tensor:
+        noise = self.rng(i).standard_normal(self.n)
+        g = noise if self.snr == 0 else self.signal + noise / self.snr
+        return torch.from_numpy(g.astype(np.float32))
+
+
 # -------------------------------------------------------------------------------------- registry
 DATA: dict[str, type[Stream]] = {
     "none": NoneStream,
     "regression": Regression,
     "markov": Markov,
     "shakespeare": Shakespeare,
+    "gradients": Gradients,
 }
 
 

@@ -147,19 +147,28 @@ class MLP(nn.Module):
 
 # ------------------------------------------------------------------------------------------- GPT
 class CausalSelfAttention(nn.Module):
-    def __init__(self, width: int, heads: int):
+    """Causal multi-head attention. ``qk_norm``: LayerNorm over each head's dimension on q and k
+    before the dot product (one LayerNorm for q, one for k, shared by the heads), as Dehghani et al.
+    2023 (arXiv 2302.05442) and Wortsman et al. 2023 (arXiv 2309.14322): q ← LN(q), k ← LN(k)."""
+
+    def __init__(self, width: int, heads: int, qk_norm: bool = False):
         super().__init__()
         if width % heads:
             raise ValueError(f"width {width} is not divisible by heads {heads}")
         self.heads = heads
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)  # residual projection
+        if qk_norm:
+            self.q_norm, self.k_norm = nn.LayerNorm(width // heads), nn.LayerNorm(width // heads)
+        else:
+            self.q_norm = self.k_norm = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.heads, C // self.heads).transpose(1, 2) for t in (q, k, v))
-        # (a qk-layernorm option would normalise q and k here)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
@@ -178,10 +187,10 @@ class FeedForward(nn.Module):
 class Block(nn.Module):
     """Pre-LayerNorm transformer block: x + attn(ln1(x)), then x + mlp(ln2(x))."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float):
+    def __init__(self, width: int, heads: int, mlp_ratio: float, qk_norm: bool = False):
         super().__init__()
         self.ln1 = nn.LayerNorm(width)
-        self.attn = CausalSelfAttention(width, heads)
+        self.attn = CausalSelfAttention(width, heads, qk_norm)
         self.ln2 = nn.LayerNorm(width)
         self.mlp = FeedForward(width, mlp_ratio)
 
@@ -195,15 +204,27 @@ class GPT(nn.Module):
 
     ``loss(batch)`` takes a LongTensor (B, T+1) with T <= context and returns the mean next-token
     cross-entropy. Layers: ``embedding`` (wte, wpe), ``block0``…, ``head`` (ln_f, head).
+
+    Options against spikes (all off by default; off, the model is exactly the plain one):
+    ``qk_norm`` LayerNorm on q and k per head (see CausalSelfAttention; its parameters belong to
+    the block's layer); ``z_loss`` c: loss = CE + c·mean(log²Z), Z = Σ exp(logits) per position
+    (PaLM, arXiv 2204.02311; Wortsman et al. 2023, arXiv 2309.14322 use c = 1e-4);
+    ``scaled_embed``: the embedding (wte + wpe) times √width, Spike No More (Takase et al.,
+    arXiv 2312.16903), so the residual stream starts near unit scale.
     """
 
     def __init__(self, vocab_size: int, context: int = 32, depth: int = 2, width: int = 64,
-                 heads: int = 4, mlp_ratio: float = 4):
+                 heads: int = 4, mlp_ratio: float = 4, qk_norm: bool = False, z_loss: float = 0.0,
+                 scaled_embed: bool = False):
         super().__init__()
+        if not (isinstance(z_loss, (int, float)) and z_loss >= 0):
+            raise ValueError(f"z_loss must be a number >= 0, got {z_loss!r}")
         self.vocab_size, self.context, self.depth = int(vocab_size), int(context), int(depth)
+        self.z_loss, self.scaled_embed = float(z_loss), bool(scaled_embed)
+        self.embed_scale = math.sqrt(width)
         self.wte = nn.Embedding(self.vocab_size, width)
         self.wpe = nn.Embedding(self.context, width)
-        self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio) for _ in range(self.depth))
+        self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio, bool(qk_norm)) for _ in range(self.depth))
         self.ln_f = nn.LayerNorm(width)
         self.head = nn.Linear(width, self.vocab_size, bias=False)
         self.apply(self._init_weights)
@@ -226,7 +247,8 @@ class GPT(nn.Module):
         if T > self.context:
             raise ValueError(f"sequence length {T} exceeds the model's context {self.context}")
         pos = torch.arange(T, device=idx.device)
-        return self.wte(idx) + self.wpe(pos)  # (a scaled-embedding option would scale here)
+        x = self.wte(idx) + self.wpe(pos)
+        return x * self.embed_scale if self.scaled_embed else x
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Logits (B, T, vocab_size) for token ids (B, T)."""
@@ -238,8 +260,11 @@ class GPT(nn.Module):
     def loss(self, batch: torch.Tensor) -> torch.Tensor:
         inputs, targets = batch[:, :-1], batch[:, 1:]
         logits = self(inputs)
-        # (a z-loss option would add z_loss * logsumexp(logits)² here)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        logits = logits.reshape(-1, logits.shape[-1])
+        loss = F.cross_entropy(logits, targets.reshape(-1))
+        if self.z_loss:
+            loss = loss + self.z_loss * torch.logsumexp(logits, dim=-1).square().mean()
+        return loss
 
     def layers(self) -> dict[str, list[str]]:
         out = {"embedding": ["wte.weight", "wpe.weight"]}
@@ -249,12 +274,35 @@ class GPT(nn.Module):
         return out
 
 
+# ---------------------------------------------------------------------------------------- linear
+class Linear(nn.Module):
+    """f(θ) = θ · batch on one vector ``theta`` of ``dim`` coordinates (zeros at the start): its
+    gradient is exactly the batch, so a data stream of gradients (``data=gradients``) feeds the
+    optimizer whatever gradient sequence it describes (Molybog et al. 2023's update-distribution
+    experiments). The loss itself is meaningless (unbounded below)."""
+
+    def __init__(self, dim: int = 100_000):
+        super().__init__()
+        if int(dim) < 1:
+            raise ValueError(f"linear needs dim >= 1, got {dim}")
+        self.theta = nn.Parameter(torch.zeros(int(dim)))
+
+    def loss(self, batch: torch.Tensor) -> torch.Tensor:
+        if batch.shape != self.theta.shape:
+            raise ValueError(f"linear: a batch of shape {tuple(batch.shape)} for dim {self.theta.numel()}")
+        return (self.theta * batch).sum()
+
+    def layers(self) -> dict[str, list[str]]:
+        return {"theta": ["theta"]}
+
+
 # -------------------------------------------------------------------------------------- registry
 MODELS: dict[str, type[nn.Module]] = {
     "quadratic": Quadratic,
     "diag_quadratic": DiagQuadratic,
     "mlp": MLP,
     "gpt": GPT,
+    "linear": Linear,
 }
 
 

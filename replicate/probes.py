@@ -5,14 +5,15 @@ m̂ = m/(1-β1^t), v̂ = v/(1-β2^t) read from the optimizer after its step (Mol
 arXiv 2304.09871; Wortsman et al. 2023, arXiv 2304.13013; Bai et al. 2025, arXiv 2506.04805):
 
 - update distribution: r = m̂/√v̂ (ε = 0) and u = m̂/(√v̂+ε); ``r_frac_sign`` fraction |r| > 0.9,
-  ``r_std`` (√((1-β1)/(1+β1)) for gradients independent over time),
+  ``r_std`` (√((1-β1)/(1+β1)) for gradients independent over time), ``r_abs_mean`` mean |r|,
   ``r_bc`` bimodality coefficient (b = (γ²+1)/(κ + 3(n-1)²/((n-2)(n-3))), > 5/9 suggests two modes),
   ``r_dip``/``r_dip_p`` Hartigan's dip test on a seeded subsample (float64; needs ``diptest``),
   and fixed-bin histograms of r and u (``histograms.parquet`` beside the metrics);
 - stalling: ``frac_g_below_eps`` (|g| < ε), ``frac_sqrtv_below_eps`` (√v̂ < ε), ``u_over_r``
-  (‖u‖/‖r‖), ``grad_norm``/``grad_rms``, ``update_norm``/``update_rms`` (the parameter change this
-  step), ``param_norm``/``param_rms``, ``rms_g2_over_v`` = √mean(g²/max(v̂, ε²)) with v̂ *before*
-  this step's gradient (StableAdamW's RMS_t), ``frac_v_decaying`` (g² < 0.1·v̂ before the step:
+  (‖u‖/‖r‖), ``eps_damping`` mean √v̂/(√v̂+ε) (1 where ε is negligible, → 0 where √v̂ ≪ ε),
+  ``grad_norm``/``grad_rms``, ``update_norm``/``update_rms`` (the parameter change this step),
+  ``param_norm``/``param_rms``, ``rms_g2_over_v`` = √mean(g²/max(v̂, ε²)) with v̂ *before* this
+  step's gradient (StableAdamW's RMS_t), ``frac_v_decaying`` (g² < 0.1·v̂ before the step:
   coordinates whose v decays like β2^t);
 - time correlation: ``grad_autocorr``, the uncentred lag-1 autocorrelation of a fixed, seeded
   subsample of gradient coordinates, Σ g_t·g_{t-1} / √(Σ g_t² · Σ g_{t-1}²), pooled over the steps
@@ -202,9 +203,11 @@ class Probes:
                                     "hi": self.range, "counts": counts.long().cpu().numpy()})
         out = {f"r_frac_sign/{layer}": float((r.abs() > 0.9).double().mean()),
                f"r_std/{layer}": float(r.std()),
+               f"r_abs_mean/{layer}": float(r.abs().mean()),
                f"r_bc/{layer}": bimodality_coefficient(r),
                f"frac_sqrtv_below_eps/{layer}": float((sv < eps).double().mean()),
-               f"u_over_r/{layer}": float(u.norm() / r.norm()) if r.norm() > 0 else float("nan")}
+               f"u_over_r/{layer}": float(u.norm() / r.norm()) if r.norm() > 0 else float("nan"),
+               f"eps_damping/{layer}": float((sv / (sv + eps)).mean()) if eps > 0 else 1.0}
         if self.dip_samples and _diptest is not None:
             out[f"r_dip/{layer}"], out[f"r_dip_p/{layer}"] = dip(r, self.dip_samples, self.seed * 100_003 + step)
         return out

@@ -4,6 +4,11 @@ Read top to bottom: check the config, find the run's folder (a finished run is n
 seed, build the model, data and optimizer, resume from a checkpoint if one is there, then step:
 loss, backward, optimizer step, log, stop if the loss is not finite (status ``diverged``),
 checkpoint every ``train.checkpoint_every`` steps. Everything that varies comes in through ``cfg``.
+
+The mitigations of ``cfg['mitigation']`` (replicate/mitigations.py) sit at fixed places: the
+embedding gradient shrink on the model; per-layer learning rates, β schedules and the v
+initialisation where the optimizer is built; gradient clipping between backward and the step;
+PaLM-style rollback as a snapshot at the top of a step and a spike check after the forward pass.
 """
 
 from __future__ import annotations
@@ -25,11 +30,11 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from . import results
+from . import mitigations, results
 from .config import ConfigError, check_writable, validate
 from .data import build_data
 from .models import build_model
-from .optim import HyperparameterError, make, make_schedule
+from .optim import HyperparameterError, TransformOptimizer, make_schedule
 from .probes import Probes, histogram_frame
 
 NOT_OPTIMIZER_HPARAMS = ("name", "compile")
@@ -70,7 +75,8 @@ def run(cfg: Any) -> dict:
 
 
 def _build(cfg: dict):
-    """Seed everything, then make the model, the data stream and the optimizer."""
+    """Seed everything, then make the model, the data stream and the optimizer, with the
+    mitigations that belong to them."""
     seed = cfg["seed"]
     if cfg.get("threads"):
         torch.set_num_threads(cfg["threads"])
@@ -80,17 +86,34 @@ def _build(cfg: dict):
     np.random.seed(seed)
     torch.manual_seed(seed)
     device = _device(cfg.get("device", "auto"))
+    mit = _checked("mitigation", mitigations.options, cfg.get("mitigation"))
     model = _checked("model", build_model, cfg["model"]).to(device)
+    if "embed_shrink" in mit:
+        _checked("mitigation.embed_shrink", lambda kw: mitigations.embed_shrink(model, **kw), mit["embed_shrink"])
     data = _checked("data", build_data, cfg["data"])
     sched = dict(cfg.get("schedule") or {"name": "constant"})
     schedule = _checked("schedule", lambda s: make_schedule(s.pop("name"), **s), sched)
     ocfg = cfg["optimizer"]
     hparams = {k: v for k, v in ocfg.items() if k not in NOT_OPTIMIZER_HPARAMS}
+    params = model.parameters()
+    if "layer_lr" in mit:
+        params = _checked("mitigation.layer_lr",
+                          lambda kw: mitigations.layer_lr(model, hparams.get("lr", 1e-3), **kw), mit["layer_lr"])
+    variant = ocfg["name"]
     try:
-        opt = make(ocfg["name"], model.parameters(), schedule=schedule,
-                   compile=bool(ocfg.get("compile", False)), **hparams)
+        if "beta_schedule" in mit:
+            variant = mitigations.beta_schedule(variant, **mit["beta_schedule"])
+        opt = TransformOptimizer(params, variant, schedule=schedule,
+                                 compile=bool(ocfg.get("compile", False)), **hparams)
     except HyperparameterError as e:
-        raise ConfigError(f"optimizer.{e.key}: {e}") from None
+        where = "mitigation.beta_schedule" if e.key == "name" and "beta_schedule" in mit else "optimizer"
+        raise ConfigError(f"{where}.{e.key}: {e}") from None
+    if "clip" in mit and not mit["clip"].get("max_norm", 1.0) > 0:
+        raise ConfigError(f"mitigation.clip.max_norm={mit['clip']['max_norm']!r} is not allowed: must be > 0")
+    if "rollback" in mit:
+        _checked("mitigation.rollback", lambda kw: mitigations.Rollback(**kw), mit["rollback"])
+    if "v_init" in mit:
+        _checked("mitigation.v_init", lambda kw: mitigations.v_init(model, data, opt, **kw), mit["v_init"])
     return model, data, opt
 
 
@@ -108,6 +131,9 @@ def _loop(cfg: dict, rdir: Path, model, data, opt) -> tuple[str, int]:
     device = next(model.parameters()).device
     ckpt_path = rdir / "checkpoint.pt"
     probes = _probes(cfg, model, opt, data, device)
+    mit = mitigations.options(cfg.get("mitigation"))
+    clip = mit.get("clip")
+    rollback = mitigations.Rollback(**mit["rollback"]) if "rollback" in mit else None
     rows: list[dict] = []
     start = 0
     if ckpt_path.exists():  # resume a killed run exactly where its last checkpoint left it
@@ -118,41 +144,56 @@ def _loop(cfg: dict, rdir: Path, model, data, opt) -> tuple[str, int]:
         torch.set_rng_state(ck["rng"])
         if probes is not None:
             probes.load_state_dict(ck["probes"])
+        if rollback is not None:
+            rollback.load_state_dict(ck["rollback"])
         rows, start = ck["rows"], ck["step"]
 
     status = "done"
-    bar = tqdm(range(start, steps), initial=start, total=steps, disable=not cfg.get("progress", True),
+    bar = tqdm(initial=start, total=steps, disable=not cfg.get("progress", True),
                desc=f"{cfg.get('name', 'run')} seed={cfg['seed']}", mininterval=1.0, leave=False)
     step = start
-    for step in bar:
+    while step < steps:
+        if rollback is not None:
+            rollback.snapshot(step, model, opt, data, probes, rows)
         batch = _to(data.next(), device)
         loss = model.loss(batch)
+        if rollback is not None and rollback.spiked(loss.item()):
+            step = rollback.restore(step, model, opt, data, probes, rows)  # back ~N steps, skip M batches
+            bar.n = step
+            continue
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else None
+        if clip is not None and grads:
+            mitigations.clip(grads, grad_norm, **clip)
         if probes is not None:
             probes.before_step(step)
         opt.step()
         lr = opt.current_lr()  # the learning rate this step used
         probed = probes.after_step(step) if probes is not None else {}
-        if probed or step % log_every == 0 or step == steps - 1:
+        event = rollback.event() if rollback is not None else {}
+        if probed or event or step % log_every == 0 or step == steps - 1:
             value = loss.item()
             rows.append({"step": step, "loss": value, "lr": lr,
-                         "grad_norm": float("nan") if grad_norm is None else grad_norm.item(), **probed})
+                         "grad_norm": float("nan") if grad_norm is None else grad_norm.item(),
+                         **probed, **event})
             if not math.isfinite(value):
                 status = "diverged"
                 break
-        if ckpt_every and (step + 1) % ckpt_every == 0 and step + 1 < steps:
+        step += 1
+        bar.update(1)
+        if ckpt_every and step % ckpt_every == 0 and step < steps:
             results.atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                                        "data": data.state_dict(), "rng": torch.get_rng_state(),
                                        "probes": probes.state_dict() if probes is not None else None,
-                                       "rows": rows, "step": step + 1}, ckpt_path)
+                                       "rollback": rollback.state_dict() if rollback is not None else None,
+                                       "rows": rows, "step": step}, ckpt_path)
     bar.close()
     results.write_table(rows, rdir / "metrics.parquet")
     if probes is not None and probes.histograms:
         results.write_table(histogram_frame(probes.histograms), rdir / "histograms.parquet")
-    return status, step + 1
+    return status, step + 1 if status == "diverged" else step
 
 
 def _probes(cfg: dict, model, opt, data, device) -> Probes | None:

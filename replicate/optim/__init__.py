@@ -1,12 +1,12 @@
 """Optimizers as composable transforms over tensor lists (optax style, torch ``_foreach_*`` ops)."""
 from .base import HyperparameterError, Transform, chain
-from .schedules import SCHEDULES, make_schedule
+from .schedules import SCHEDULES, interpolate, make_schedule
 from .transforms import add_decayed_weights, scale_by_adam, scale_by_lr, trace
-from .variants import VARIANTS, hparam_defaults, register
+from .variants import VARIANTS, hparam_defaults, register, with_beta_schedule
 from .wrapper import TransformOptimizer, make
 
 __all__ = [
-    "HyperparameterError", "Transform", "chain", "SCHEDULES", "make_schedule",
+    "HyperparameterError", "Transform", "chain", "SCHEDULES", "interpolate", "make_schedule",
     "add_decayed_weights", "scale_by_adam", "scale_by_lr", "trace",
-    "VARIANTS", "hparam_defaults", "register", "TransformOptimizer", "make",
+    "VARIANTS", "hparam_defaults", "register", "with_beta_schedule", "TransformOptimizer", "make",
 ]

@@ -44,6 +44,24 @@ def linear(total_steps: int, warmup_steps: int = 0, final_frac: float = 0.0) -> 
     return _decay(total_steps, warmup_steps, final_frac, lambda p: 1 - (1 - final_frac) * p)
 
 
+def interpolate(start: float, end: float, steps: int, shape: str = "linear") -> Schedule:
+    """A hyperparameter that moves from ``start`` to ``end`` (for β1/β2 schedules):
+    x(t) = start + (end - start)·s(p), p = min((t-1)/(steps-1), 1), with s(p) = p (linear) or
+    (1 - cos πp)/2 (cosine): x(1) = start, x(t) = end for t ≥ steps. Returns a tensor of t's dtype."""
+    if shape not in ("linear", "cosine"):
+        raise ValueError(f"shape={shape!r} is not allowed: linear or cosine")
+    if steps < 1:
+        raise ValueError(f"steps={steps} must be >= 1")
+    span = max(steps - 1, 1)
+
+    def schedule(t):
+        p = torch.clamp((t - 1) / span, 0.0, 1.0)
+        s = p if shape == "linear" else 0.5 * (1 - torch.cos(math.pi * p))
+        return start + (end - start) * s
+
+    return schedule
+
+
 SCHEDULES: dict[str, Callable[..., Schedule]] = {
     "constant": constant, "warmup": warmup, "cosine": cosine, "linear": linear}
 

@@ -64,6 +64,52 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
     return Transform(_moment_state, update)
 
 
+def scale_by_adam_scheduled(betas: Callable, eps: float = 1e-8, eps_inside: bool = False) -> Transform:
+    """Adam's preconditioner with β1, β2 that change over training: (β1_t, β2_t) = betas(t), t the
+    1-based step count (a float64 0-dim tensor, so a compiled step never recompiles).
+
+    m ← β1_t·m + (1-β1_t)·g;  v ← β2_t·v + (1-β2_t)·g²;  m̂ = m/(1-P1_t);  v̂ = v/(1-P2_t)
+    with P_t = Π_{s≤t} β_s: the weights of an EMA with varying β sum to 1-P_t (= 1-β^t for a
+    constant β, Adam's correction); u = m̂/(√v̂ + ε)  (eps_inside: m̂/√(v̂ + ε)).
+    State: m, v, count, and the products ``p1``, ``p2`` (float64 0-dim)."""
+
+    def init(params):
+        state = _moment_state(params)
+        dev = params[0].device if params else None
+        state["p1"] = torch.ones((), dtype=torch.float64, device=dev)
+        state["p2"] = torch.ones((), dtype=torch.float64, device=dev)
+        return state
+
+    def update(updates, state, params=None):
+        m, v, count = state["m"], state["v"], state["count"]
+        count.add_(1)
+        dt = wide(m[0].dtype)
+        b1, b2 = betas(count.to(torch.float64))
+        state["p1"].mul_(b1)
+        state["p2"].mul_(b2)
+        bc1, bc2 = (1 - state["p1"]).to(dt), (1 - state["p2"]).to(dt)
+        b1, b2 = b1.to(dt), b2.to(dt)
+        torch._foreach_mul_(m, b1)
+        torch._foreach_add_(m, torch._foreach_mul(updates, 1 - b1))
+        g2 = torch._foreach_mul(updates, updates)
+        torch._foreach_mul_(g2, 1 - b2)
+        torch._foreach_mul_(v, b2)
+        torch._foreach_add_(v, g2)
+        if eps_inside:
+            denom = torch._foreach_div(v, bc2)
+            torch._foreach_add_(denom, eps)
+            torch._foreach_sqrt_(denom)
+        else:
+            denom = torch._foreach_sqrt(v)
+            torch._foreach_div_(denom, bc2.sqrt())
+            torch._foreach_add_(denom, eps)
+        out = torch._foreach_div(m, denom)
+        torch._foreach_div_(out, bc1)
+        return out, state
+
+    return Transform(init, update)
+
+
 def scale_by_adam_eps0(b1: float = 0.9, b2: float = 0.999) -> Transform:
     """Adam with ε = 0: u = m̂/√v̂ where v̂ > 0, and u = 0 where v̂ = 0 (no NaN)."""
     log_b1, log_b2 = _log(b1), _log(b2)

@@ -13,12 +13,17 @@ Unless stated, weight decay is decoupled as in AdamW: θ ← θ - η·s(t)·(u +
 """
 from __future__ import annotations
 
+import functools
 import inspect
-from typing import Callable
+from typing import Callable, Optional, Sequence
 
-from .base import HyperparameterError, Transform, chain
+import torch
+
+from .base import CHECKS, HyperparameterError, Transform, chain
+from .schedules import interpolate
 from .transforms import (add_decayed_weights, scale_by_adam, scale_by_adam_atan2,
-                         scale_by_adam_eps0, scale_by_belief, scale_by_factored_rms, scale_by_lion,
+                         scale_by_adam_eps0, scale_by_adam_scheduled, scale_by_belief,
+                         scale_by_factored_rms, scale_by_lion,
                          scale_by_lr, scale_by_param_scale, scale_by_radam, scale_by_spam,
                          scale_by_stable_adamw, trace)
 
@@ -161,3 +166,42 @@ def spam(lr, schedule=None, *, b1=0.9, b2=0.999, eps=1e-6, theta=5000.0, reset_e
     by η²λ·c·|u| per step (~1e-6 relative over 50 steps at η = 2e-3, λ = 4e-3)."""
     return _decoupled(scale_by_spam(b1, b2, eps, theta, int(reset_every), int(warmup),
                                     int(clip_delay)), weight_decay, lr, schedule)
+
+
+# --- β schedules (a mitigation, not a registered variant) ---------------------------------------
+BETA_SCHEDULABLE = ("adam", "adamw", "adam_eps_inside")
+
+
+def with_beta_schedule(name: str, *, b1: Optional[Sequence[float]] = None,
+                       b2: Optional[Sequence[float]] = None, steps: int,
+                       shape: str = "linear") -> Callable[..., Transform]:
+    """The variant ``name`` (adam, adamw or adam_eps_inside) with β1 and/or β2 moving from
+    ``[start, end]`` over ``steps`` steps (``schedules.interpolate``; None: the constant group
+    value), through ``scale_by_adam_scheduled`` (bias correction 1 - Π β_s). Same hyperparameters
+    as the variant, so it drops into ``TransformOptimizer(params, variant, ...)``."""
+    if name not in BETA_SCHEDULABLE:
+        raise HyperparameterError("name", f"a beta schedule needs optimizer {', '.join(BETA_SCHEDULABLE)}, "
+                                  f"not {name!r}")
+    ends = {}
+    for key, val in (("b1", b1), ("b2", b2)):
+        if val is None:
+            continue
+        if len(val) != 2 or not all(CHECKS[key][0](float(x)) for x in val):
+            raise HyperparameterError(key, f"{key}={list(val)!r} is not allowed: [start, end], "
+                                      f"each {CHECKS[key][1]}")
+        ends[key] = interpolate(float(val[0]), float(val[1]), int(steps), shape)
+    base = VARIANTS[name]
+
+    @functools.wraps(base)
+    def variant(lr, schedule=None, **hp) -> Transform:
+        b1_t = ends.get("b1", lambda t: torch.full_like(t, hp["b1"]))
+        b2_t = ends.get("b2", lambda t: torch.full_like(t, hp["b2"]))
+        pre = scale_by_adam_scheduled(lambda t: (b1_t(t), b2_t(t)), hp["eps"],
+                                      eps_inside=name == "adam_eps_inside")
+        if name == "adam":  # L2 before the preconditioner, as adam
+            l2 = [add_decayed_weights(hp["weight_decay"])] if hp["weight_decay"] else []
+            return chain(*l2, pre, scale_by_lr(lr, schedule))
+        return _decoupled(pre, hp["weight_decay"], lr, schedule)
+
+    variant.__name__ = f"{name}+beta_schedule"
+    return variant

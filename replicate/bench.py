@@ -1,0 +1,278 @@
+"""Helpers for the optimizer-step benchmarks (tests/bench/test_optimizers.py, `make bench`).
+
+An optimizer step is memory-bound: its floor is (bytes moved per parameter × parameters) / memory
+bandwidth.  This module holds the counted bytes per parameter of every variant (``BYTES_PER_PARAM``),
+the expected optimizer-state bytes (``expected_state_bytes``) and the measured ones
+(``state_bytes``), a device-to-device copy bandwidth (``copy_bandwidth``), a step timer (CUDA events
+on a GPU, ``time.perf_counter`` on the CPU; the median after warm-up), model-shaped parameter sets
+(``model_shapes``), and ``python -m replicate.bench results/bench/<file>.json`` to print the README
+table from a pytest-benchmark JSON.
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import re
+import statistics
+import sys
+import time
+from typing import Callable, Iterable, Optional
+
+import torch
+
+# --- bytes moved per parameter per step --------------------------------------------------------
+# The compulsory traffic of ONE fused pass (what a perfect kernel moves), counted per layout:
+#   "fp32": fp32 params, grads and state.  Adam family: read p, g, m, v (16) + write p, m, v (12)
+#           = 28; one-moment variants (lion, sgd with momentum): read p, g, m + write p, m = 20.
+#   "bf16": bf16 params and grads, fp32 master weights and fp32 state (mixed precision): read g (2),
+#           read + write the fp32 master (8) and each fp32 moment (8 each), write the bf16 copy of
+#           p (2): Adam family 28, one moment 20 (30 / 22 if the bf16 p is read as well).
+# Variants that need a per-tensor reduction BEFORE the update can be applied read again:
+#   stable_adamw: RMS_t = √mean(g²/v̂_t) needs this step's v̂ first: a pass reading g, v (fp32 +8,
+#                 bf16 +6 = g 2 + v 4), then the Adam pass: 36 / 34.
+#   adafactor:    no per-coordinate state for matrices (row/col factors, ~0 bytes); passes: read g
+#                 (row/col means), read g and p (RMS(U), RMS(θ)), read p, g + write p:
+#                 fp32 4 + 8 + 12 = 24; bf16 2 + 6 + 12 = 20 (vectors keep a full v: negligible).
+# sgd is benchmarked with momentum 0.9 (BENCH_HPARAMS); without momentum it moves 12 (fp32).
+# The eager (foreach) forms move far more than this (one pass per _foreach_ op, with temporaries);
+# gbps / copy bandwidth shows how close an implementation comes to one fused pass.
+BYTES_PER_PARAM: dict[str, dict[str, int]] = {
+    "adam":            {"fp32": 28, "bf16": 28},
+    "adamw":           {"fp32": 28, "bf16": 28},
+    "adam_eps_inside": {"fp32": 28, "bf16": 28},
+    "adam_eps0":       {"fp32": 28, "bf16": 28},
+    "adam_atan2":      {"fp32": 28, "bf16": 28},
+    "adabelief":       {"fp32": 28, "bf16": 28},
+    "radam":           {"fp32": 28, "bf16": 28},
+    "spam":            {"fp32": 28, "bf16": 28},   # spike clip is elementwise (g² > θ·v): no extra pass
+    "lion":            {"fp32": 20, "bf16": 20},
+    "sgd":             {"fp32": 20, "bf16": 20},   # momentum 0.9
+    "stable_adamw":    {"fp32": 36, "bf16": 34},   # + the update-clipping reduction pass
+    "adafactor":       {"fp32": 24, "bf16": 20},   # three passes, ~no state for matrices
+    "torch_adamw":     {"fp32": 28, "bf16": 28},   # torch.optim.AdamW, the reference
+}
+
+# Hyperparameters used by the benchmarks where a variant's defaults would benchmark a trivial case.
+BENCH_HPARAMS: dict[str, dict] = {"sgd": {"momentum": 0.9}}
+
+# Per-coordinate optimizer-state tensors kept per parameter (fp32 layout): Adam family m, v;
+# lion m; sgd (momentum) its buffer; adafactor: row/col factors for ≥2-D tensors, v for the rest.
+STATE_TENSORS: dict[str, int] = {
+    "adam": 2, "adamw": 2, "adam_eps_inside": 2, "adam_eps0": 2, "adam_atan2": 2, "adabelief": 2,
+    "radam": 2, "spam": 2, "stable_adamw": 2, "lion": 1, "sgd": 1, "torch_adamw": 2,
+}  # adafactor: factored, see expected_state_bytes
+
+# Mixed precision as intended (bf16 params + fp32 master, m, v): 16 bytes per param in all,
+# of which 12 optimizer state (4 master + 4 m + 4 v).  What we actually do: see expected_state_bytes.
+MIXED_PRECISION_TARGET = {"total": 16, "optimizer_state": 12}
+
+
+def bytes_per_param(variant: str, layout: str = "fp32") -> int:
+    """Counted bytes moved per parameter per step for ``variant`` in ``layout`` ("fp32"|"bf16")."""
+    return BYTES_PER_PARAM[variant][layout]
+
+
+def expected_state_bytes(variant: str, shapes: Iterable[tuple[int, ...]],
+                         dtype: torch.dtype = torch.float32) -> float:
+    """Expected optimizer-state bytes per parameter, as our implementation keeps it: state tensors
+    are ``zeros_like(p)``, so they follow the PARAM dtype (bf16 params -> bf16 m, v; no fp32
+    master).  0-dim shared counters (a few bytes per group) are not counted."""
+    shapes = [tuple(s) for s in shapes]
+    n = sum(math.prod(s) for s in shapes)
+    size = torch.tensor([], dtype=dtype).element_size()
+    if variant == "adafactor":
+        per = sum((s[-2] * (math.prod(s[:-2]) or 1) + s[-1] * (math.prod(s[:-2]) or 1))
+                  if len(s) >= 2 else math.prod(s) for s in shapes)
+        return per * size / n
+    hp = BENCH_HPARAMS.get(variant, {})
+    k = STATE_TENSORS[variant] if variant != "sgd" or hp.get("momentum") else 0
+    return float(k * size)
+
+
+def state_bytes(states: Iterable[dict]) -> int:
+    """Bytes of the distinct non-scalar tensors in per-param state dicts (``opt.param_state(p)``
+    of ours, ``opt.state[p]`` of torch.optim); 0-dim tensors (step counts) are left out."""
+    seen, total = set(), 0
+    for st in states:
+        for v in st.values():
+            if isinstance(v, torch.Tensor) and v.dim() > 0 and id(v) not in seen:
+                seen.add(id(v))
+                total += v.numel() * v.element_size()
+    return total
+
+
+# --- model-shaped parameter sets --------------------------------------------------------------
+
+def model_shapes(n_params: int, layers: int = 4) -> list[tuple[int, ...]]:
+    """Shapes of ``layers`` GPT blocks (qkv, proj, fc, fc2 matrices; biases and LayerNorm vectors),
+    width d (a multiple of 8) chosen so the total is close to ``n_params`` (12·d² + 13·d per block)."""
+    d = max(8, round(math.sqrt(n_params / (12 * layers)) / 8) * 8)
+    block = [(d, 3 * d), (3 * d,), (d, d), (d,), (d, 4 * d), (4 * d,), (4 * d, d), (d,),
+             (d,), (d,), (d,), (d,)]
+    return block * layers
+
+
+def n_params(shapes: Iterable[tuple[int, ...]]) -> int:
+    return sum(math.prod(s) for s in shapes)
+
+
+# --- device, timing, bandwidth -----------------------------------------------------------------
+
+def device_name(device: str | torch.device = "cpu") -> str:
+    """The CUDA device name, or the CPU model name (/proc/cpuinfo, else platform.processor())."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def device_slug(device: str | torch.device | None = None) -> str:
+    """A file-name-safe device label: 'cuda-nvidia-h100-80gb-hbm3', 'cpu-amd-epyc'."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    name = re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-")
+    return f"{device.type}-{name}" if not name.startswith(device.type) else name
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class StepTimer:
+    """Times each call ``timer(fn)``: CUDA events on a GPU (synchronized after each call, so a
+    wall-clock timer around it is right too), ``time.perf_counter`` on the CPU.  The first
+    ``warmup`` calls are not kept.  ``times()`` in seconds; ``median()``."""
+
+    def __init__(self, device: str | torch.device = "cpu", warmup: int = 0):
+        self.device, self.warmup, self._calls, self._kept = torch.device(device), warmup, 0, []
+
+    def __call__(self, fn: Callable[[], object]) -> None:
+        keep = self._calls >= self.warmup
+        self._calls += 1
+        if self.device.type == "cuda":
+            start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            if keep:
+                self._kept.append(start.elapsed_time(end) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            if keep:
+                self._kept.append(time.perf_counter() - t0)
+
+    def times(self) -> list[float]:
+        return list(self._kept)
+
+    def median(self) -> float:
+        if not self._kept:
+            raise ValueError("no timed calls after warm-up")
+        return statistics.median(self._kept)
+
+
+def time_fn(fn: Callable[[], object], device: str | torch.device = "cpu", warmup: int = 3,
+            iters: int = 10) -> float:
+    """Median seconds of ``fn()`` over ``iters`` calls after ``warmup`` calls."""
+    timer = StepTimer(device, warmup)
+    for _ in range(warmup + iters):
+        timer(fn)
+    return timer.median()
+
+
+def copy_bandwidth(device: str | torch.device = "cpu", nbytes: Optional[int] = None,
+                   warmup: int = 2, iters: int = 10) -> float:
+    """Measured memory bandwidth in GB/s: ``dst.copy_(src)`` of a large float32 tensor, counting
+    read + write (2 × nbytes; a CPU's write-allocate traffic is not counted).  Default size 2 GiB on
+    a GPU (far above L2), 256 MiB on the CPU."""
+    device = torch.device(device)
+    if nbytes is None:
+        nbytes = (2 << 30) if device.type == "cuda" else (256 << 20)
+    src = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
+    dst = torch.zeros_like(src)
+    _sync(device)
+    t = time_fn(lambda: dst.copy_(src), device, warmup, iters)
+    return 2 * src.numel() * 4 / t / 1e9
+
+
+def gbps(bytes_per_param_: float, params: int, seconds: float) -> float:
+    """Achieved GB/s: counted bytes moved / step time."""
+    return bytes_per_param_ * params / seconds / 1e9
+
+
+# --- the README table from a pytest-benchmark JSON ---------------------------------------------
+
+def summarize(path: str, params: Optional[int] = None) -> str:
+    """Markdown table of the optimizer-step benchmarks in ``path`` at the largest fp32 size (or
+    ``params``): step time eager / compiled, GB/s, fraction of copy bandwidth, ratio to fused AdamW."""
+    data = json.load(open(path))
+    rows = [b["extra_info"] for b in data["benchmarks"]
+            if b["extra_info"].get("kind") == "optimizer_step" and b["extra_info"]["dtype"] == "fp32"]
+    if not rows:
+        return "(no optimizer-step benchmarks)"
+    size = params or max(r["params"] for r in rows)
+    rows = [r for r in rows if r["params"] == size]
+    by = {(r["variant"], r["mode"]): r for r in rows}
+    fused = by.get(("torch_adamw", "fused"))
+    info = rows[0]
+    head = (f"{info['device']}, torch {info['torch']}, {info['threads']} threads, "
+            f"{size / 1e6:.1f}M fp32 params, copy bandwidth {info['copy_gbps']:.1f} GB/s "
+            f"(median step times)\n\n")
+    out = ["| variant | bytes/param | eager ms | compiled ms | compiled GB/s | compiled × copy bw "
+           "| eager × copy bw | compiled / fused AdamW |", "|" + "---|" * 8]
+    order = [v for v in BYTES_PER_PARAM if v != "torch_adamw"]
+    fmt = lambda r, key, f: format(r[key] * (1e3 if key == "step_s" else 1), f) if r else "–"  # noqa: E731
+    for v in order:
+        e, c = by.get((v, "eager")), by.get((v, "compiled"))
+        if not (e or c):
+            continue
+        ratio = f"{c['step_s'] / fused['step_s']:.2f}" if c and fused else "–"
+        out.append(f"| {v} | {bytes_per_param(v)} | {fmt(e, 'step_s', '.1f')} | "
+                   f"{fmt(c, 'step_s', '.1f')} | {fmt(c, 'gbps', '.1f')} | "
+                   f"{fmt(c, 'bandwidth_fraction', '.2f')} | {fmt(e, 'bandwidth_fraction', '.2f')} "
+                   f"| {ratio} |")
+    for mode in ("forloop", "foreach", "fused"):
+        r = by.get(("torch_adamw", mode))
+        if r:
+            ratio = f"{r['step_s'] / fused['step_s']:.2f}" if fused else "–"
+            out.append(f"| torch AdamW {mode} | 28 | {r['step_s'] * 1e3:.1f} | – | {r['gbps']:.1f} "
+                       f"| {r['bandwidth_fraction']:.2f} | – | {ratio} |")
+    return head + "\n".join(out)
+
+
+def state_table(n: int = 1_000_000) -> str:
+    """Markdown table: optimizer-state bytes per param, measured on the CPU for model_shapes(n),
+    in fp32 and with bf16 params, beside the expected counts."""
+    from .optim import VARIANTS, make
+
+    shapes = model_shapes(n)
+    out = ["| variant | fp32: measured | fp32: expected | bf16 params: measured | "
+           "mixed-precision target |", "|---|---|---|---|---|"]
+    for v in sorted(VARIANTS):
+        got = {}
+        for dt in (torch.float32, torch.bfloat16):
+            ps = [torch.nn.Parameter(torch.zeros(s, dtype=dt)) for s in shapes]
+            opt = make(v, ps, **BENCH_HPARAMS.get(v, {}))
+            got[dt] = state_bytes(opt.param_state(p) for p in ps) / n_params(shapes)
+        # fp32 master (4) + each fp32 moment (4): adam 12 (MIXED_PRECISION_TARGET), lion 8
+        target = 4 + 4 * (STATE_TENSORS[v] if v in STATE_TENSORS else 0)
+        out.append(f"| {v} | {got[torch.float32]:.3g} | "
+                   f"{expected_state_bytes(v, shapes):.3g} | {got[torch.bfloat16]:.3g} | {target} |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":  # python -m replicate.bench results/bench/<file>.json
+    for p in sys.argv[1:]:
+        print(f"## {p}\n\n{summarize(p)}\n")
+    print(state_table())

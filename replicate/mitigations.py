@@ -1,0 +1,299 @@
+"""Mitigations of loss spikes: small pieces, each at a fixed place of the one training loop.
+
+Chosen with the multi-select config group ``mitigation`` (``python -m replicate
+'mitigation=[clip,embed_shrink]' mitigation.clip.max_norm=0.5``); the options of ``<name>`` are
+the keys under ``mitigation.<name>`` and the keyword arguments of the function below. ``MITIGATIONS``
+is the registry: name -> (place in ``train.py``, function). The places, in the loop's order:
+
+- ``model``:     ``embed_shrink`` (forward hooks on the embedding), right after the model is built;
+- ``optimizer``: ``layer_lr`` (param groups) and ``beta_schedule`` (the variant) when the optimizer
+  is built; ``v_init`` (its state) right after, before step 0;
+- ``gradient``:  ``clip``, after backward and before the probes and the optimizer step;
+- ``loop``:      ``rollback``, after each forward pass (the spike check) and at the top of each step
+  (snapshots).
+
+Not here, because they are something else already: warmup is a schedule (``schedule=warmup``, or
+``schedule.warmup_steps=N`` with ``cosine``/``linear``); qk-layernorm, z-loss and scaled
+embeddings are options of the GPT model (``model.qk_norm``, ``model.z_loss``,
+``model.scaled_embed``); StableAdamW's update clipping and SPAM are optimizer variants.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections import deque
+from typing import Any, Callable, Iterable, Mapping
+
+import torch
+
+from .optim import TransformOptimizer, with_beta_schedule
+
+
+# ------------------------------------------------------------------------------------- gradient
+@torch.no_grad()
+def clip(grads: list[torch.Tensor], norm: torch.Tensor, *, max_norm: float = 1.0) -> None:
+    """Global-norm gradient clipping (Pascanu et al. 2013, arXiv 1211.5063; GPT-3, LLaMA, PaLM
+    use c = 1): g ← g·min(1, c/‖g‖₂), ‖g‖₂ over all parameters together, in place. ``norm`` is
+    the loop's (unclipped, logged) ``grad_norm``; a gradient inside the ball is left bit for bit."""
+    torch._foreach_mul_(grads, torch.clamp(max_norm / norm, max=1.0))
+
+
+# ---------------------------------------------------------------------------------------- model
+def embed_shrink(model: torch.nn.Module, *, alpha: float = 0.1, layer: str | None = None) -> list:
+    """GLM-130B's embedding gradient shrink (Zeng et al. 2022, arXiv 2210.02414, §3):
+    emb ← emb·α + emb.detach()·(1-α): the forward pass is unchanged, the gradient into the
+    embedding is multiplied by α (α = 0.1 in GLM-130B). Written as emb.detach() + α·(emb -
+    emb.detach()), whose value is emb bit for bit. Applied as forward hooks on the modules that own
+    the parameters of ``layer`` (a name of ``model.layers()``; None: the first, shallowest layer,
+    ``embedding`` for the GPT: wte and wpe). Returns the hook handles."""
+    if not 0 < alpha <= 1:
+        raise ValueError(f"alpha={alpha!r} must be in (0, 1]")
+    layers = model.layers()
+    layer = next(iter(layers)) if layer is None else layer
+    if layer not in layers:
+        raise ValueError(f"layer={layer!r} is not a layer of the model; allowed: {', '.join(layers)}")
+    wanted = set(layers[layer])
+    owners = []
+    for prefix, module in model.named_modules():
+        names = {f"{prefix}.{n}" if prefix else n for n, _ in module.named_parameters(recurse=False)}
+        if names and names <= wanted:
+            owners.append(module)
+            wanted -= names
+    if wanted:
+        raise ValueError(f"layer {layer!r}: parameters {sorted(wanted)} share a module with other layers")
+
+    def shrink(module, inputs, out):
+        return out.detach() + alpha * (out - out.detach())
+
+    return [m.register_forward_hook(shrink) for m in owners]
+
+
+# ------------------------------------------------------------------------------------ optimizer
+def layer_lr(model: torch.nn.Module, lr: float, *, scales: Mapping[str, float]) -> list[dict]:
+    """Per-layer learning rates: η_layer = scale·η for the layers named in ``scales`` (names of
+    ``model.layers()``; e.g. ``{embedding: 0.1}``, a smaller embedding learning rate as in
+    GLM-130B's discussion and Molybog et al. 2023, arXiv 2304.09871), η for the rest. Returns
+    param groups: the unscaled layers first (group 0, whose lr the loop logs), then one per
+    scaled layer."""
+    layers, named = model.layers(), dict(model.named_parameters())
+    unknown = [k for k in scales if k not in layers]
+    if unknown:
+        raise ValueError(f"scales: {unknown} not layers of the model; allowed: {', '.join(layers)}")
+    for k, s in scales.items():
+        if not (isinstance(s, (int, float)) and s > 0):
+            raise ValueError(f"scales.{k}={s!r} must be a number > 0")
+    rest = [named[n] for layer, names in layers.items() if layer not in scales for n in names]
+    groups = [{"params": rest}] if rest else []
+    groups += [{"params": [named[n] for n in layers[k]], "lr": lr * float(s)} for k, s in scales.items()]
+    return groups
+
+
+def beta_schedule(name: str, *, b1=None, b2=None, steps: int, shape: str = "linear") -> Callable:
+    """β1/β2 that change over training, for adam, adamw and adam_eps_inside: β(t) moves from
+    ``[start, end]`` over ``steps`` steps, linearly or along a half cosine (None: the optimizer's
+    constant value); m̂ = m/(1-Π β1_s), v̂ = v/(1-Π β2_s), the exact normalisation of an EMA whose
+    β changes. Both directions are in the literature: β2 rising toward 1 as Adafactor's
+    β̂2_t = 1 - t^-0.8 (Shazeer & Stern 2018, arXiv 1804.04235) and the convergence analyses of
+    Zhang et al. 2022 (arXiv 2208.09632); β1 decaying as Kingma & Ba 2015 (§4, β1,t = β1·λ^(t-1))
+    and Demon (Chen et al. 2019, arXiv 1910.04952). The default (conf/mitigation/beta_schedule.yaml)
+    decays β2 from 0.999 to 0.95 (CLAIMS Q3: a large β2 early, a small one when spikes come).
+    The β are tensors computed from the step count inside the step: a compiled step never recompiles.
+    Returns the variant for ``TransformOptimizer(params, variant, ...)``."""
+    return with_beta_schedule(name, b1=b1, b2=b2, steps=steps, shape=shape)
+
+
+def v_init(model: torch.nn.Module, data, opt: TransformOptimizer, *, batches: int = 8,
+           scale: float = 1.0) -> None:
+    """Non-zero initialisation of Adam's second moment (Abuduweili & Liu 2024, arXiv 2412.02153,
+    "data-driven" v₀): v₀ = scale·(1/k)·Σ_{i<k} g_i², g_i the gradient at the initial parameters on
+    batch ``data.batch_at(data.pos + i)``, k = ``batches``, before step 0. The batches are read by
+    random access: ``data.pos`` does not move, so training sees the same stream as without v_init
+    (these k batches are its first k). Gradients are the model's own (an embed_shrink hook applies),
+    unclipped. The optimizer's bias correction is left as it is (v̂_t = v_t/(1-β2^t)), so the first
+    steps are also damped by about √((1-β2^t)/1); this is the optimizer code unchanged, our
+    reading, not checked against the paper's code. Needs a state ``v`` for every parameter."""
+    if batches < 1:
+        raise ValueError(f"batches={batches!r} must be >= 1")
+    params = [p for p in model.parameters() if p.requires_grad]
+    vs = [opt.param_state(p).get("v") for p in params]
+    if any(v is None for v in vs):
+        raise ValueError("the optimizer has no per-coordinate second moment v for every parameter")
+    device = params[0].device
+    acc = [torch.zeros_like(p) for p in params]
+    for i in range(batches):
+        model.zero_grad(set_to_none=True)
+        model.loss(_to(data.batch_at(data.pos + i), device)).backward()
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        torch._foreach_addcmul_(acc, grads, grads, value=scale / batches)
+    model.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for v, a in zip(vs, acc):
+            v.copy_(a)
+
+
+# ----------------------------------------------------------------------------------------- loop
+class SpikeDetector:
+    """The online form of ``replicate.spikes.detect`` (merge_gap 0): a loss x is a spike when at
+    least min(window, 10) earlier non-spiking losses are known, x > factor·median(the last
+    ``window`` of them) and x > min_loss. Spiking losses never enter the window."""
+
+    def __init__(self, window: int = 100, factor: float = 3.0, min_loss: float = 0.0):
+        self.window, self.factor, self.min_loss = int(window), float(factor), float(min_loss)
+        self.recent: deque[float] = deque(maxlen=self.window)
+        self.baseline = float("nan")
+
+    def observe(self, x: float) -> bool:
+        """True when x is a spike; otherwise x joins the window."""
+        self.baseline = float("nan")
+        if len(self.recent) >= max(1, min(self.window, 10)):
+            s, m = sorted(self.recent), len(self.recent)
+            self.baseline = 0.5 * (s[(m - 1) // 2] + s[m // 2])
+            if x > self.factor * self.baseline and x > self.min_loss:
+                return True
+        self.recent.append(x)
+        return False
+
+    def state_dict(self) -> dict:
+        return {"recent": list(self.recent)}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.recent = deque(state["recent"], maxlen=self.window)
+
+
+class Rollback:
+    """PaLM-style rollback (Chowdhery et al. 2022, arXiv 2204.02311, §5.1: restart from a
+    checkpoint ~100 steps before the spike and skip ~200–500 data batches).
+
+    ``snapshot()`` at the top of every ``every``-th step keeps the exact training state in memory
+    (model, optimizer, data position, torch RNG, probes, spike window, number of logged rows); the
+    last ⌈back/every⌉ + 1 snapshots are kept. ``spiked(loss)`` after each forward pass applies
+    the online spike test (``SpikeDetector``; the same definition as replicate/spikes.py). On a
+    spike at step s, ``restore()`` reloads the newest snapshot at step ≤ s - ``back`` (the oldest
+    if none is that old), drops the logged rows and snapshots after it, and places the data stream:
+
+    - ``mode: skip`` (PaLM; M11 b): position = the snapshot's + ``skip``: the ``skip`` batches from
+      the snapshot on are never trained on;
+    - ``mode: replay`` (M11 a): position = the snapshot's: the same batches again (in a
+      deterministic run the spike recurs, each time counted, until ``max_rollbacks``);
+    - ``mode: feed`` (M11 c): position = the spike batch's - ``feed`` + 1: the ``feed`` batches up
+      to and including the spike's are fed from the earlier state.
+
+    At most ``max_rollbacks`` rollbacks per run; later spikes are left alone. Each rollback is
+    logged on the first step trained after it (see ``event``).
+    """
+
+    def __init__(self, *, every: int = 10, back: int = 100, skip: int = 200, window: int = 100,
+                 factor: float = 3.0, min_loss: float = 0.0, max_rollbacks: int = 10,
+                 mode: str = "skip", feed: int = 1):
+        for key, val, low in (("every", every, 1), ("back", back, 0), ("skip", skip, 0),
+                              ("window", window, 1), ("max_rollbacks", max_rollbacks, 0), ("feed", feed, 1)):
+            if not (isinstance(val, int) and not isinstance(val, bool) and val >= low):
+                raise ValueError(f"{key}={val!r} must be an integer >= {low}")
+        if mode not in ("skip", "replay", "feed"):
+            raise ValueError(f"mode={mode!r} is not allowed: skip, replay or feed")
+        if not factor > 1:
+            raise ValueError(f"factor={factor!r} must be > 1")
+        self.every, self.back, self.skip, self.mode, self.feed = every, back, skip, mode, feed
+        self.max_rollbacks = max_rollbacks
+        self.detector = SpikeDetector(window, factor, min_loss)
+        self.snapshots: deque[dict] = deque(maxlen=-(-back // every) + 1)
+        self.count, self.loss = 0, float("nan")
+        self.pending: dict[str, float] = {}
+
+    def snapshot(self, step: int, model, opt, data, probes, rows: list) -> None:
+        """At the top of step ``step`` (before its batch is drawn), every ``every`` steps."""
+        if step % self.every:
+            return
+        if self.snapshots and self.snapshots[-1]["step"] == step:
+            self.snapshots.pop()  # the same step again after a rollback: the new state replaces it
+        self.snapshots.append({
+            "step": step, "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "optimizer": opt.state_dict(), "data": dict(data.state_dict()), "rng": torch.get_rng_state(),
+            "probes": copy.deepcopy(probes.state_dict()) if probes is not None else None,
+            "detector": self.detector.state_dict(), "rows": len(rows)})
+
+    def spiked(self, loss: float) -> bool:
+        """The spike test on this step's loss; True only while rollbacks are left."""
+        self.loss = loss
+        return self.detector.observe(loss) and self.count < self.max_rollbacks
+
+    def restore(self, step: int, model, opt, data, probes, rows: list) -> int:
+        """Roll back from a spike at ``step`` (whose batch was the last drawn); returns the step
+        to continue from. The model, optimizer and data are restored in place."""
+        spike_pos, baseline = data.pos - 1, self.detector.baseline
+        old = [s for s in self.snapshots if s["step"] <= step - self.back]
+        snap = old[-1] if old else self.snapshots[0]
+        while self.snapshots[-1]["step"] > snap["step"]:
+            self.snapshots.pop()
+        model.load_state_dict(snap["model"])
+        opt.load_state_dict(snap["optimizer"])
+        data.load_state_dict(snap["data"])
+        torch.set_rng_state(snap["rng"])
+        if probes is not None:
+            probes.load_state_dict(copy.deepcopy(snap["probes"]))
+        self.detector.load_state_dict(snap["detector"])
+        del rows[snap["rows"]:]
+        if self.mode == "skip":
+            data.skip(self.skip)
+        elif self.mode == "feed":
+            data.pos = spike_pos - self.feed + 1
+        self.count += 1
+        self.pending = {"rollback_spike_step": float(step), "rollback_spike_loss": self.loss,
+                        "rollback_baseline": baseline, "rollback_data_pos": float(data.pos),
+                        "rollbacks": float(self.count)}
+        return snap["step"]
+
+    def event(self) -> dict[str, float]:
+        """The metrics of the latest rollback, once (merged into the first row logged after it):
+        ``rollback_spike_step``, ``rollback_spike_loss``, ``rollback_baseline`` (the median it was
+        compared with), ``rollback_data_pos`` (the data position training went on from) and
+        ``rollbacks`` (the run's count so far)."""
+        out, self.pending = self.pending, {}
+        return out
+
+    def state_dict(self) -> dict:
+        return {"snapshots": list(self.snapshots), "detector": self.detector.state_dict(),
+                "count": self.count, "pending": self.pending}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.snapshots.clear()
+        self.snapshots.extend(state["snapshots"])
+        self.detector.load_state_dict(state["detector"])
+        self.count, self.pending = state["count"], dict(state["pending"])
+
+
+# ------------------------------------------------------------------------------------- registry
+MITIGATIONS: dict[str, tuple[str, Callable]] = {
+    "embed_shrink": ("model", embed_shrink),
+    "layer_lr": ("optimizer", layer_lr),
+    "beta_schedule": ("optimizer", beta_schedule),
+    "v_init": ("optimizer", v_init),
+    "clip": ("gradient", clip),
+    "rollback": ("loop", Rollback),
+}
+
+
+def options(cfg: Mapping | None) -> dict[str, dict]:
+    """The chosen mitigations (``cfg['mitigation']``) as {name: kwargs}; ValueError, naming the
+    key, for an unknown mitigation or option."""
+    chosen = {}
+    for name, kw in (cfg or {}).items():
+        if name not in MITIGATIONS:
+            raise ValueError(f"{name!r} is not a mitigation; allowed: {', '.join(MITIGATIONS)}")
+        kw = dict(kw or {})
+        allowed = [p.name for p in inspect.signature(MITIGATIONS[name][1]).parameters.values()
+                   if p.kind is p.KEYWORD_ONLY]
+        for k in kw:
+            if k not in allowed:
+                raise ValueError(f"{name}.{k} is not an option; allowed: {', '.join(allowed)}")
+        chosen[name] = kw
+    return chosen
+
+
+def _to(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_to(b, device) for b in batch)
+    return batch

@@ -56,10 +56,13 @@ def _runs(metrics: pd.DataFrame, runs: pd.DataFrame):
         yield int(g["seed"].iloc[0]), g, spikes.detect(loss.to_numpy(), loss.index.to_numpy())
 
 
-def _mean_interval(values: dict[int, float]) -> tuple[float, float, float]:
+def mean_interval(values: dict[int, float], bounds: tuple[float, float] = (0.0, 1.0)) -> tuple[float, float, float]:
+    """Mean over seeds and its t interval, clipped to the range the metric can take."""
     x = [v for v in values.values() if v is not None and math.isfinite(v)]
     value = float(np.mean(x)) if x else float("nan")
     lo, hi = t_interval(x)
+    if math.isfinite(lo):
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
     return value, lo, hi
 
 
@@ -115,7 +118,7 @@ def b2(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
             mom[seed] = b2_run(g, ep, thr_col="threshold_momentum")
     frac = {s: r["hit"] / r["covered"] for s, r in per.items() if r["covered"]}
     better = {s: bool(per[s]["prec_grad"] > per[s]["prec_max"]) for s in frac}  # NaN compares False
-    value, lo, hi = _mean_interval(frac)
+    value, lo, hi = mean_interval(frac)
     seeds = sorted(frac)
     if len(seeds) < MIN_SEEDS:
         verdict = "inconclusive"
@@ -195,7 +198,7 @@ def w1(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
         if r["spikes"] and r["layers"]:
             frac[seed] = r["hit"] / r["spikes"]
             frac_rel[seed] = r["hit_rel"] / r["spikes"]
-    value, lo, hi = _mean_interval(frac)
+    value, lo, hi = mean_interval(frac)
     seeds = sorted(frac)
     eps = pd.concat([per[s]["episodes"].assign(seed=s) for s in seeds], ignore_index=True) if seeds else pd.DataFrame()
     shallow = per[seeds[0]]["layers"][0] if seeds else None

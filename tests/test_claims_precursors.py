@@ -163,3 +163,13 @@ def test_the_three_claims_are_registered_with_their_experiments():
     assert {c: CLAIMS[c].experiment for c in ("B2", "W1", "M9")} == {
         "B2": "b2_curvature_mlp", "W1": "w1_rms_mlp", "M9": "m9_batch_mlp"}
     assert all(CLAIMS[c].judge is not None for c in ("B2", "W1", "M9"))
+
+
+def test_decay_runs_measure_the_g2_below_v_stretch_before_each_rise():
+    from replicate.claims.precursors import decay_runs
+
+    frac = np.zeros(N)
+    frac[200:296] = 1.0  # 96 steps of g^2 << v, ending 4 steps before the rise at 300
+    g = pd.DataFrame({"frac_v_decaying/layer1": 0.0, "frac_v_decaying/layer0": frac}, index=np.arange(N))
+    ep = pd.DataFrame({"rise_start": [300, 310], "end": [302, 312]})
+    assert decay_runs(g, ep) == [(True, 96.0), (False, 0.0)]  # the second rings 8 steps after the first

@@ -97,6 +97,34 @@ def b2_run(g: pd.DataFrame, ep: pd.DataFrame, k: int = B2_K, thr_col: str = "thr
     return out
 
 
+def decay_runs(g: pd.DataFrame, ep: pd.DataFrame, frac: float = 0.95, near: int = 20,
+               isolated: int = 50) -> list[tuple[bool, float]]:
+    """Bai's first stage, per spike: (whether the spike is the first of a cluster, i.e. no episode
+    ended in the ``isolated`` steps before its rise; the length in steps of the run of probes where
+    >= ``frac`` of the shallowest layer's coordinates have g^2 < 0.1 v (``frac_v_decaying``) that
+    ends within ``near`` steps before the rise, after the previous episode; 0 when none does)."""
+    cols = [c for c in g.columns if c.startswith("frac_v_decaying/")]
+    if not cols:
+        return []
+    shallow = _layer_order([c.split("/", 1)[1] for c in cols])[0]
+    x = g[f"frac_v_decaying/{shallow}"].dropna()
+    steps, on = x.index.to_numpy(), x.to_numpy() >= frac
+    stride = int(np.median(np.diff(steps))) if len(steps) > 1 else 1
+    out, prev_end = [], -(10**9)
+    for _, e in ep.iterrows():
+        rs = int(e["rise_start"])
+        idx = np.flatnonzero(on & (steps < rs) & (steps >= rs - near) & (steps > prev_end))
+        length = 0.0
+        if len(idx):
+            j = i = idx[-1]
+            while i > 0 and on[i - 1] and steps[i - 1] > prev_end:
+                i -= 1
+            length = float(steps[j] - steps[i] + stride)
+        out.append((rs - prev_end > isolated, length))
+        prev_end = int(e["end"])
+    return out
+
+
 def _fmt(x: float) -> str:
     return "nan" if x is None or not math.isfinite(x) else f"{x:.3g}"
 
@@ -112,8 +140,10 @@ def _fmt(x: float) -> str:
 def b2(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
     per: dict[int, dict] = {}
     mom: dict[int, dict] = {}
+    decay: list[tuple[bool, float]] = []
     for seed, g, ep in _runs(metrics, runs):
         per[seed] = b2_run(g, ep)
+        decay += decay_runs(g, ep)
         if "threshold_momentum" in g.columns:
             mom[seed] = b2_run(g, ep, thr_col="threshold_momentum")
     frac = {s: r["hit"] / r["covered"] for s, r in per.items() if r["covered"]}
@@ -131,6 +161,13 @@ def b2(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
                      f"lambda_grad {_fmt(r.get('prec_grad'))} vs lambda_max {_fmt(r.get('prec_max'))} (base rate "
                      f"{_fmt(r.get('base_rate'))}); probe steps over 2/eta: lambda_grad {_fmt(r.get('frac_over_grad'))}, "
                      f"lambda_max {_fmt(r.get('frac_over_max'))}")
+    for first, what in ((True, "first spikes of a cluster (no episode in the 50 steps before)"),
+                        (False, "later spikes of a cluster")):
+        n = np.array([length for f, length in decay if f == first])
+        if len(n):
+            lines.append(f"g^2 << v before the rise (a run of probes with >= 95% of the shallowest layer's coordinates "
+                         f"at g^2 < 0.1 v, ending within 20 steps before it), {what}: {np.mean(n > 0):.0%} of "
+                         f"{len(n)}, median run {np.median(n):.0f} steps")
     for s in sorted(mom):
         r = mom[s]
         lines.append(f"seed {s} at Adam's momentum limit 2(1+b1)/((1-b1)eta) instead (not judged): "

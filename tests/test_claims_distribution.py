@@ -20,8 +20,9 @@ from replicate.models import build_model
 SEEDS = (0, 1, 2)
 
 
-def frames(runs: list[tuple[str, int, dict, dict[int, dict[str, float]]]]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(metrics, runs) as results.load / results.runs give them, from (run_id, seed, config, {step: {metric: value}})."""
+def frames(runs: list[tuple[str, int, dict, dict]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(metrics, runs) as results.load / results.runs give them, from (run_id, seed, config,
+    {step: {metric: value}})."""
     rows, meta = [], []
     for rid, seed, config, steps in runs:
         for step, values in steps.items():

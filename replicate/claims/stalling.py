@@ -108,7 +108,9 @@ def m5(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
         rel.append(ratios[-1] / ratios[0])
     conditions = {"ratio falls with depth in every seed": every_seed(falls),
                   "embedding has the highest fraction sqrt(v) < eps at every depth, every seed": every_seed(first)}
-    detail = ("by depth, means over seeds: embedding/deepest-block grad RMS; fraction sqrt(v) < eps in the embedding; "
+    detail = (f"seeds judged {seeds}: the ratio falls with depth in {sum(falls)}, the embedding has the highest "
+              f"fraction at every depth in {sum(first)}; by depth, means over seeds: embedding/deepest-block grad "
+              "RMS; fraction sqrt(v) < eps in the embedding; "
               "the layer with the highest fraction (most often): " + "; ".join(
                   f"depth {d}: {np.mean([x[0] for x in v]):.2f}; {np.mean([x[1] for x in v]):.2f}; "
                   f"{max(set(x[2] for x in v), key=[x[2] for x in v].count)} ({np.mean([x[3] for x in v]):.2f})"

@@ -175,12 +175,14 @@ def m0(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
     for layer in layers:
         c = per_layer[layer]
         n_ok = sum(x["ok"] for x in c)
-        parts.append(f"{layer}: bimodal-then-unimodal in {n_ok}/{len(c)} runs, peak {np.nanmean([x['peak'] for x in c]):.2f} "
-                     f"(step ~{mean([x['peak_step'] for x in c])}), settles at step ~{mean([x['settle'] for x in c])}"
-                     + (f" ({sum(x['settle'] is None for x in c)} never)" if any(x['settle'] is None for x in c) else ""))
+        never = sum(x["settle"] is None for x in c)
+        parts.append(f"{layer}: bimodal-then-unimodal in {n_ok}/{len(c)} runs, "
+                     f"peak {np.nanmean([x['peak'] for x in c]):.2f} (step ~{mean([x['peak_step'] for x in c])}), "
+                     f"settles at step ~{mean([x['settle'] for x in c])}" + (f" ({never} never)" if never else ""))
     zero = ", ".join(f"{layer} {np.mean(v):.2f}" for layer, v in at_zero.items() if v)
     detail = (f"probe steps < {start} not counted as bimodal: i.i.d. gradients give fraction |r| > 0.9 >= "
-              f"{M0_UNIMODAL} there (1.0 at step 0, r = +-1 by construction; fraction at step 0: {zero or 'not probed'}). "
+              f"{M0_UNIMODAL} there (1.0 at step 0, r = +-1 by construction; fraction at step 0: "
+              f"{zero or 'not probed'}). "
               "Per layer, shallow to deep (means over runs): " + "; ".join(parts))
     return fraction_of_seeds(hits, need=1.0, detail=detail)
 
@@ -249,7 +251,8 @@ def m2(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
         for s, f, a in zip(snr, frac, absr):
             table.setdefault(float(s), []).append((f, a))
     conditions = {"mean |r| and fraction rise with SNR in every seed": every_seed(mono),
-                  f"fraction |r| > {SIGN:g} at SNR >= {M2_HIGH_SNR:g} above {M2_FRAC:g}": side(high, M2_FRAC, above=True)}
+                  f"fraction |r| > {SIGN:g} at SNR >= {M2_HIGH_SNR:g} above {M2_FRAC:g}":
+                      side(high, M2_FRAC, above=True)}
     detail = "mean over seeds by SNR (fraction |r| > 0.9 / mean |r|): " + "; ".join(
         f"{s:g}: {np.mean([x[0] for x in v]):.3f} / {np.mean([x[1] for x in v]):.3f}" for s, v in sorted(table.items()))
     value = float(np.mean(high)) if high else None

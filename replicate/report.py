@@ -74,8 +74,9 @@ def fig_loss_curves(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, 
                     estimator=None, kind="line", col="arm", col_order=arms, col_wrap=min(4, len(arms)),
                     height=2.6, aspect=1.3, linewidth=0.7, alpha=0.8, legend=False,
                     facet_kws={"sharey": True})
-    g.set(yscale="log")
-    g.set_axis_labels("step", "training loss (log)")
+    positive = bool((df["value"] > 0).all())  # a linear model's loss (θ·g) can be negative
+    g.set(yscale="log" if positive else "linear")
+    g.set_axis_labels("step", "training loss (log)" if positive else "training loss")
     for arm, ax in g.axes_dict.items():
         ax.set_title(f"{arm}  ({n_seeds.get(arm, 0)} seeds)", fontsize=9)
     g.figure.suptitle(f"{experiment}: loss per arm, one line per seed", y=1.02)

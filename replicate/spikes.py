@@ -33,6 +33,12 @@ COLUMNS = ["start", "peak", "end", "recovery", "rise_start", "baseline", "peak_l
            "steps_to_recover"]
 
 
+def _ratio(a: float, b: float) -> float:
+    """a / b, inf (not a warning) when it overflows: float64 quadratics go from 1e-300 to 1e-5."""
+    with np.errstate(over="ignore", divide="ignore"):
+        return float(np.float64(a) / np.float64(b))
+
+
 def detect(loss, steps=None, *, window: int = 100, factor: float = 3.0, min_loss: float = 0.0,
            rise: float = 1.2, merge_gap: int = 0) -> pd.DataFrame:
     """Spike episodes of one loss series, one row each (columns ``COLUMNS``), in ``steps``' units.
@@ -91,7 +97,7 @@ def detect(loss, steps=None, *, window: int = 100, factor: float = 3.0, min_loss
         rec = steps[p + 1 + after[0]] if len(after) else np.nan
         rows.append({"start": steps[s], "peak": steps[p], "end": steps[e], "recovery": rec,
                      "rise_start": steps[r], "baseline": b, "peak_loss": loss[p],
-                     "height": loss[p] / b, "steps_to_recover": rec - steps[p]})
+                     "height": _ratio(loss[p], b), "steps_to_recover": rec - steps[p]})
         prev_end = e
     return pd.DataFrame(rows, columns=COLUMNS)
 

@@ -19,6 +19,7 @@ import platform
 import random
 import socket
 import subprocess
+import sys
 import time
 import traceback
 from datetime import datetime, timezone
@@ -60,7 +61,7 @@ def run(cfg: Any) -> dict:
     results.write_manifest(rdir, manifest)
     t0 = time.perf_counter()
     try:
-        status, steps_done = _loop(cfg, rdir, model, data, opt)
+        status, steps_done = _loop(cfg, rdir, model, data, opt, manifest)
     except BaseException as e:
         manifest.update(status="failed", error="".join(traceback.format_exception(e)),
                         wall_time_s=manifest["wall_time_s"] + time.perf_counter() - t0)
@@ -125,12 +126,16 @@ def _checked(group: str, build, cfg):
         raise ConfigError(f"{group}: {str(e).splitlines()[0]}") from None
 
 
-def _loop(cfg: dict, rdir: Path, model, data, opt) -> tuple[str, int]:
+def _loop(cfg: dict, rdir: Path, model, data, opt, manifest: dict) -> tuple[str, int]:
     tcfg = cfg["train"]
     steps, log_every, ckpt_every = tcfg["steps"], tcfg.get("log_every", 1), tcfg.get("checkpoint_every", 0)
     device = next(model.parameters()).device
     ckpt_path = rdir / "checkpoint.pt"
     probes = _probes(cfg, model, opt, data, device)
+    if probes is not None and probes.notes:  # e.g. SGD has no v: say which probes do not apply
+        print(f"probes: {probes.notes}", file=sys.stderr)
+        manifest["probe_notes"] = probes.notes
+        results.write_manifest(rdir, manifest)
     mit = mitigations.options(cfg.get("mitigation"))
     clip = mit.get("clip")
     rollback = mitigations.Rollback(**mit["rollback"]) if "rollback" in mit else None

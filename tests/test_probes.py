@@ -172,3 +172,14 @@ def test_sgd_gets_the_metrics_that_apply_and_a_note_on_the_rest(cfg_factory):
     assert "grad_rms/layer0" in out and "lambda_max_H" in out
     assert not any(k.startswith(("r_", "u_over_r", "rms_g2_over_v")) for k in out)
     assert "lambda_max_Hhat" not in out and not probes.histograms
+
+
+def test_a_run_records_which_probes_do_not_apply_to_its_optimizer(cfg_factory):
+    import json
+
+    cfg = cfg_factory("model=mlp", "data=regression", "train.steps=12", "optimizer=sgd", "probe=layers",
+                      "probe.every=5")
+    train.run(cfg)
+    manifest = json.loads((results.run_dir(cfg["results_dir"], cfg) / "manifest.json").read_text())
+    assert "second moment" in manifest["probe_notes"] and "r_frac_sign" in manifest["probe_notes"]
+    assert "grad_rms/layer0" in set(results.load(cfg["results_dir"])["metric"])

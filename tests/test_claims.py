@@ -124,3 +124,22 @@ def test_scorecard_writes_both_files_from_a_results_folder(tmp_path):
     assert scorecard.experiments("m8,b1") == ["b1_quadratic", "m8_beta2_mlp"]
     with pytest.raises(SystemExit, match="CLAIMS=NOPE"):
         scorecard.experiments("nope")
+
+
+def test_q1_answers_with_the_full_batch_rate_and_needs_three_seeds():
+    from replicate.claims.questions import q1
+
+    series, seed_of, rows = {}, {}, []
+    for seed in (0, 1, 2):
+        for batch in (16, 64, None):
+            rid = f"{seed}-{batch}"
+            series[rid], seed_of[rid] = (spiky(every=200, seed=seed) if batch is None else smooth(seed=seed)), seed
+            rows.append({"run_id": rid, "seed": seed, "data.batch_size": batch, "data.n": 256})
+    runs = pd.DataFrame(rows)
+    a = q1(tidy(series, seed_of), runs)
+    assert a.verdict == "answered" and a.detail.startswith("yes")
+    assert a.value == pytest.approx(5.0, rel=0.1)  # spikes every 200 steps: 5 per 1k
+    quiet = {rid: smooth(seed=seed_of[rid]) for rid in series}
+    assert q1(tidy(quiet, seed_of), runs).detail.startswith("no spike")
+    few = runs[runs["seed"] < 2]
+    assert q1(tidy({r: series[r] for r in few["run_id"]}, seed_of), few).verdict == "inconclusive"

@@ -35,6 +35,21 @@ def _moment_state(params, *, m: bool = True, v: bool = True) -> dict:
     return state
 
 
+def _precondition(m, v, bc1, bc2, eps: float, eps_inside: bool) -> list[torch.Tensor]:
+    """u = m̂/(√v̂ + ε), or m̂/√(v̂ + ε) with ``eps_inside``; m̂ = m/bc1, v̂ = v/bc2."""
+    if eps_inside:
+        denom = torch._foreach_div(v, bc2)
+        torch._foreach_add_(denom, eps)
+        torch._foreach_sqrt_(denom)
+    else:
+        denom = torch._foreach_sqrt(v)
+        torch._foreach_div_(denom, bc2.sqrt())
+        torch._foreach_add_(denom, eps)
+    out = torch._foreach_div(m, denom)
+    torch._foreach_div_(out, bc1)
+    return out
+
+
 def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
                   eps_inside: bool = False) -> Transform:
     """Adam's preconditioner (Kingma & Ba 2015, arXiv 1412.6980).
@@ -49,17 +64,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
     def update(updates, state, params=None):
         m, v = state["m"], state["v"]
         bc1, bc2 = _adam_moments(updates, m, v, state["count"], b1, b2, log_b1, log_b2)
-        if eps_inside:
-            denom = torch._foreach_div(v, bc2)
-            torch._foreach_add_(denom, eps)
-            torch._foreach_sqrt_(denom)
-        else:
-            denom = torch._foreach_sqrt(v)
-            torch._foreach_div_(denom, bc2.sqrt())
-            torch._foreach_add_(denom, eps)
-        out = torch._foreach_div(m, denom)
-        torch._foreach_div_(out, bc1)
-        return out, state
+        return _precondition(m, v, bc1, bc2, eps, eps_inside), state
 
     return Transform(_moment_state, update)
 
@@ -95,17 +100,7 @@ def scale_by_adam_scheduled(betas: Callable, eps: float = 1e-8, eps_inside: bool
         torch._foreach_mul_(g2, 1 - b2)
         torch._foreach_mul_(v, b2)
         torch._foreach_add_(v, g2)
-        if eps_inside:
-            denom = torch._foreach_div(v, bc2)
-            torch._foreach_add_(denom, eps)
-            torch._foreach_sqrt_(denom)
-        else:
-            denom = torch._foreach_sqrt(v)
-            torch._foreach_div_(denom, bc2.sqrt())
-            torch._foreach_add_(denom, eps)
-        out = torch._foreach_div(m, denom)
-        torch._foreach_div_(out, bc1)
-        return out, state
+        return _precondition(m, v, bc1, bc2, eps, eps_inside), state
 
     return Transform(init, update)
 

@@ -9,9 +9,13 @@ arXiv 2304.09871; Wortsman et al. 2023, arXiv 2304.13013; Bai et al. 2025, arXiv
   ``r_bc`` bimodality coefficient (b = (γ²+1)/(κ + 3(n-1)²/((n-2)(n-3))), > 5/9 suggests two modes),
   ``r_dip``/``r_dip_p`` Hartigan's dip test on a seeded subsample (float64; needs ``diptest``),
   and fixed-bin histograms of r and u (``histograms.parquet`` beside the metrics);
-- stalling: ``frac_g_below_eps`` (|g| < ε), ``frac_sqrtv_below_eps`` (√v̂ < ε), ``u_over_r``
+- stalling: ``frac_g_below_eps`` (|g| < ε), ``frac_g_zero`` (g exactly 0: rows no token used, fp16
+  underflow, see replicate/precision.py), ``frac_sqrtv_below_eps`` (√v̂ < ε), ``u_over_r``
   (‖u‖/‖r‖), ``eps_damping`` mean √v̂/(√v̂+ε) (1 where ε is negligible, → 0 where √v̂ ≪ ε),
   ``grad_norm``/``grad_rms``, ``update_norm``/``update_rms`` (the parameter change this step),
+  ``update_cos_neg_grad`` = cos(Δθ, -g) = -Δθ·g/(‖Δθ‖‖g‖), how much of this step's update points
+  down this step's gradient (1 for gradient descent; Molybog et al.'s "update unrelated to descent"
+  is a value near 0),
   ``param_norm``/``param_rms``, ``rms_g2_over_v`` = √mean(g²/max(v̂, ε²)) with v̂ *before* this
   step's gradient (StableAdamW's RMS_t), ``frac_v_decaying`` (g² < 0.1·v̂ before the step:
   coordinates whose v decays like β2^t);
@@ -101,6 +105,7 @@ class Probes:
         self._auto = {layer: {"prev": None, "xy": 0.0, "xx": 0.0, "yy": 0.0} for layer in self.layers}
         self._pre: dict[str, float] = {}
         self._before: dict[str, list[torch.Tensor]] = {}
+        self._grads: dict[str, torch.Tensor] = {}
 
     # ------------------------------------------------------------------------------ schedule
     def due(self, step: int) -> bool:
@@ -137,17 +142,19 @@ class Probes:
             a["prev"] = g
         if not self.due(step):
             return
-        self._pre = {}
+        self._pre, self._grads = {}, {}
         self._before = {layer: [p.detach().clone() for p in ps] for layer, ps in self.layers.items()}
         for layer, ps in self.layers.items():
             if any(p.grad is None for p in ps):
                 continue
             g = torch.cat([p.grad.flatten() for p in ps]).double()
+            self._grads[layer] = g
             self._pre[f"grad_norm/{layer}"] = float(g.norm())
             self._pre[f"grad_rms/{layer}"] = float(g.pow(2).mean().sqrt())
             eps = [float(self.hparams[p].get("eps", float("nan"))) for p in ps]
             if not math.isnan(eps[0]):
                 self._pre[f"frac_g_below_eps/{layer}"] = float((g.abs() < eps[0]).double().mean())
+            self._pre[f"frac_g_zero/{layer}"] = float((g == 0).double().mean())
             if not self.has_v:
                 continue
             vs, ok = [], True
@@ -181,11 +188,14 @@ class Probes:
             out[f"param_rms/{layer}"] = float(theta.pow(2).mean().sqrt())
             out[f"update_norm/{layer}"] = float(delta.norm())
             out[f"update_rms/{layer}"] = float(delta.pow(2).mean().sqrt())
+            g = self._grads.get(layer)
+            if g is not None and float(g.norm()) > 0 and float(delta.norm()) > 0:
+                out[f"update_cos_neg_grad/{layer}"] = float(-(delta @ g) / (delta.norm() * g.norm()))
             if self.has_v:
                 out.update(self._update_distribution(step, layer, ps))
         if self.hessian_every and step % self.hessian_every == 0:
             out.update(self.curvature(step))
-        self._before = {}
+        self._before, self._grads = {}, {}
         return out
 
     def _update_distribution(self, step: int, layer: str, ps: list[torch.Tensor]) -> dict[str, float]:

@@ -183,3 +183,17 @@ def test_a_run_records_which_probes_do_not_apply_to_its_optimizer(cfg_factory):
     manifest = json.loads((results.run_dir(cfg["results_dir"], cfg) / "manifest.json").read_text())
     assert "second moment" in manifest["probe_notes"] and "r_frac_sign" in manifest["probe_notes"]
     assert "grad_rms/layer0" in set(results.load(cfg["results_dir"])["metric"])
+
+
+def test_update_cosine_with_the_negative_gradient():
+    """cos(Δθ, -g): +1 where Adam's update follows the gradient, -1 where momentum carries it
+    against a gradient that just flipped, ‖g‖₁/(√n‖g‖) for Adam's first (sign-like) step."""
+    n = 1000
+    out, _ = feed(lambda t: torch.ones(n), steps=20)
+    assert abs(out["update_cos_neg_grad/w"] - 1) < 1e-9
+    out, _ = feed(lambda t: torch.ones(n) if t < 19 else -torch.ones(n), steps=20)
+    assert abs(out["update_cos_neg_grad/w"] + 1) < 1e-9
+    g = torch.linspace(0.01, 1.0, n)
+    out, _ = feed(lambda t: g, steps=2, every=1)  # step 1 of a constant g: u = sign(g) up to eps
+    want = float(g.sum() / (math.sqrt(n) * g.norm()))
+    assert abs(out["update_cos_neg_grad/w"] - want) < 1e-4 and want < 0.9

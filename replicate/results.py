@@ -34,7 +34,10 @@ import pandas as pd
 
 FINISHED = ("done", "diverged")
 # Keys that do not change what a run computes: changing them must not start a new run.
-NOT_HASHED = ("results_dir", "progress", "threads", "train.checkpoint_every", "train.keep_checkpoint")
+# how a run is split over processes (world size, ZeRO-1, micro-batches) and compiled leaves its
+# numbers equal up to float rounding: not hashed, so a run resumes under another split
+NOT_HASHED = ("results_dir", "progress", "threads", "train.checkpoint_every", "train.keep_checkpoint",
+              "train.grad_accum", "dist.zero", "model.compile")
 
 
 # ---------------------------------------------------------------------------------------- writing

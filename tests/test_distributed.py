@@ -1,0 +1,134 @@
+"""Multi-process training on CPU (gloo): DDP and ZeRO-1 equal one process with the same global
+batch, ZeRO-1 shards the optimizer state, a run resumes under another world size; micro-batches;
+the mixed-precision memory arithmetic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from replicate import distributed, results, train
+from replicate.config import ConfigError
+from replicate.distributed import Dist
+
+# 8 rows of 256 per step: 4 per rank, 2 per micro-batch at grad_accum=4; three hidden layers of 32
+# so that whole tensors split about evenly over 2 ranks (two 32x32 weights)
+MLP = ["model=mlp", "model.hidden=[32,32,32]", "data=regression", "data.batch_size=8", "train.steps=8", "train.checkpoint_every=4",
+       "train.keep_checkpoint=true", "threads=1"]
+
+
+def series(root):
+    df = results.load(root, metrics=["loss"])
+    assert df["run_id"].nunique() == 1
+    return df.sort_values("step")["value"].to_numpy()
+
+
+def manifest(root):
+    rid = results.runs(root)["run_id"].iloc[0]
+    return results.read_manifest(next((root / "runs").glob(f"*/{rid}")))
+
+
+def unfinish(root):
+    """Make the finished run look killed after its last checkpoint (step 4)."""
+    rdir = next((root / "runs").glob("*/*"))
+    m = results.read_manifest(rdir)
+    results.write_manifest(rdir, {**m, "status": "running"})
+    (rdir / "metrics.parquet").unlink()
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    from conftest import make_cfg
+
+    root = tmp_path_factory.mktemp("single")
+    train.run(make_cfg(MLP, root))
+    return root, series(root), manifest(root)
+
+
+def test_ddp_on_two_processes_equals_one_process_and_the_replicas_agree(tmp_path, single):
+    from conftest import make_cfg
+
+    _, ref, _ = single
+    distributed.spawn(make_cfg(MLP, tmp_path), 2)
+    got, m = series(tmp_path), manifest(tmp_path)
+    assert m["status"] == "done" and m["memory"]["world_size"] == 2
+    assert m["replica_spread"] == 0.0  # parameters bit-equal across ranks
+    assert len(got) == 8 and np.allclose(got, ref, rtol=1e-5, atol=0)
+    assert not np.allclose(got[1:], ref[0], rtol=1e-3)  # it trained
+
+
+def test_zero1_equals_one_process_shards_the_state_and_resumes_on_one_process(tmp_path, single):
+    from conftest import make_cfg
+
+    _, ref, m1 = single
+    cfg = make_cfg([*MLP, "dist.zero=true"], tmp_path)
+    distributed.spawn(cfg, 2)
+    got, m = series(tmp_path), manifest(tmp_path)
+    assert m["replica_spread"] == 0.0 and np.allclose(got, ref, rtol=1e-5, atol=0)
+    full = m1["memory"]["optimizer_state_bytes_per_rank"][0]
+    per_rank = m["memory"]["optimizer_state_bytes_per_rank"]
+    assert len(per_rank) == 2 and max(per_rank) < 0.75 * full  # ~ full / 2 (whole tensors per rank)
+    assert sum(per_rank) == pytest.approx(full, rel=0.05)  # only the step counts are duplicated
+
+    # world size 2 with ZeRO-1 -> 1 process: the consolidated state loads into a plain optimizer
+    unfinish(tmp_path)
+    resumed = train.run(make_cfg([*MLP, "dist.zero=false"], tmp_path))
+    assert resumed["status"] == "done" and resumed["resumes"] == 1
+    assert np.allclose(series(tmp_path), ref, rtol=1e-5, atol=0)
+
+
+def test_a_one_process_checkpoint_resumes_on_two_processes_with_zero1(tmp_path, single):
+    import shutil
+
+    from conftest import make_cfg
+
+    root, ref, _ = single
+    shutil.copytree(root / "runs", tmp_path / "runs")
+    unfinish(tmp_path)
+    distributed.spawn(make_cfg([*MLP, "dist.zero=true"], tmp_path), 2)
+    m = manifest(tmp_path)
+    assert m["status"] == "done" and m["resumes"] == 1 and m["memory"]["zero"]
+    assert np.allclose(series(tmp_path), ref, rtol=1e-5, atol=0)
+
+
+def test_gradient_accumulation_equals_the_whole_batch(tmp_path, single, cfg_factory):
+    _, ref, _ = single
+    train.run(cfg_factory(*MLP, "train.grad_accum=4"))
+    assert np.allclose(series(tmp_path / "results"), ref, rtol=1e-5, atol=0)
+
+
+def test_microbatches_are_contiguous_shards_of_the_global_batch():
+    x = torch.arange(12).reshape(12, 1)
+    pieces = [distributed.microbatches((x, -x), Dist(r, 2), 3) for r in range(2)]
+    rows = [p[0][:, 0].tolist() for per_rank in pieces for p in per_rank]
+    assert rows == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9], [10, 11]]
+    assert torch.equal(pieces[1][0][1], -pieces[1][0][0])
+    assert distributed.microbatches(None, Dist(1, 2), 2) == [None, None]
+    with pytest.raises(ValueError, match="equal parts"):
+        distributed.microbatches(x, Dist(0, 5), 1)
+
+
+def test_bad_splits_and_zero_with_probes_are_one_line_config_errors(tmp_path, cfg_factory):
+    with pytest.raises(ConfigError, match="data.batch_size=8 does not split"):
+        train.run(cfg_factory(*MLP, "train.grad_accum=3"))
+    with pytest.raises(ConfigError, match="dist.zero=true shards"):
+        train.run(cfg_factory(*MLP, "dist.zero=true", "probe=layers", "probe.every=1"))
+    with pytest.raises(ConfigError, match="train.grad_accum=0"):
+        train.run(cfg_factory(*MLP, "train.grad_accum=0"))
+    assert not (tmp_path / "results" / "runs").exists()
+
+
+def test_mixed_precision_arithmetic_and_measured_state_bytes():
+    mp = distributed.mixed_precision_bytes(1000)
+    assert mp["bytes_per_param"] == 16 and mp["total"] == 16_000
+    assert mp["master_fp32"] + mp["m_fp32"] + mp["v_fp32"] == 12_000  # 12 of the 16: optimizer state
+    assert distributed.mixed_precision_bytes(1000, world=4, zero=True)["bytes_per_param"] == 4 + 12 / 4
+    from replicate.optim import TransformOptimizer
+
+    p = torch.nn.Parameter(torch.zeros(1000))
+    opt = TransformOptimizer([p], "adam")
+    # fp32 training: m and v, 8 bytes per parameter, plus the step count
+    assert 8000 <= distributed.optimizer_state_bytes(opt) <= 8000 + 64
+    sharded = distributed.ShardedOptimizer([p], lambda g: TransformOptimizer(g, "adam"), Dist(1, 2))
+    assert sharded.local is None and distributed.optimizer_state_bytes(sharded) == 0  # rank 1 owns nothing

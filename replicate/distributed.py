@@ -53,7 +53,10 @@ def info() -> Dist:
 
 
 def setup(device: torch.device) -> Dist:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1); a no-op otherwise."""
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1), or by submitit with
+    several tasks per job (hydra.launcher.tasks_per_node=N: submitit's TorchDistributedEnvironment
+    exports RANK, WORLD_SIZE, MASTER_ADDR); a no-op otherwise."""
+    _submitit_env()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1 or dist.is_initialized():
         return info()
@@ -64,8 +67,17 @@ def setup(device: torch.device) -> Dist:
     return info()
 
 
+def _submitit_env() -> None:
+    if "WORLD_SIZE" not in os.environ and os.environ.get("SUBMITIT_EXECUTOR") and \
+            int(os.environ.get("SLURM_NTASKS", os.environ.get("SUBMITIT_LOCAL_NTASKS", "1"))) > 1:
+        from submitit.helpers import TorchDistributedEnvironment
+
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+
+
 def local_device(name: str) -> torch.device:
-    """``auto``/``cuda`` under torchrun: this process's GPU, cuda:LOCAL_RANK."""
+    """``auto``/``cuda`` under torchrun or submitit: this process's GPU, cuda:LOCAL_RANK."""
+    _submitit_env()
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and "LOCAL_RANK" in os.environ:

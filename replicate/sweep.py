@@ -7,6 +7,7 @@ own process, so this works with every launcher (basic, joblib, submitit); the sw
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,8 @@ from omegaconf import DictConfig
 
 class SweepSummary(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        if config.hydra.mode != RunMode.MULTIRUN:
-            return
+        if config.hydra.mode != RunMode.MULTIRUN or os.environ.get("RANK", "0") != "0":
+            return  # one line per run: a multi-process run (torchrun, submitit tasks) reports from rank 0
         sweep_dir = config.hydra.sweep.dir
         ok = job_return.status == JobStatus.COMPLETED
         ret = job_return._return_value if ok else None

@@ -44,6 +44,7 @@ test: $(VENV)/.installed  ## the test suite
 
 report: $(VENV)/.installed  ## scorecard and figures from results/ alone, no training
 	$(PY) -m replicate.scorecard $(RESULTS)
+	$(PY) -m replicate.leaderboard $(RESULTS)
 	$(PY) -m replicate.report $(RESULTS)
 
 bench: $(VENV)/.installed  ## benchmarks (pytest-benchmark): JSON under results/bench/<device>.json [ARGS="-k adam"]

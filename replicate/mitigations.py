@@ -75,7 +75,9 @@ def layer_lr(model: torch.nn.Module, lr: float, *, scales: Mapping[str, float]) 
     ``model.layers()``; e.g. ``{embedding: 0.1}``, a smaller embedding learning rate as in
     GLM-130B's discussion and Molybog et al. 2023, arXiv 2304.09871), η for the rest. Returns
     param groups: the unscaled layers first (group 0, whose lr the loop logs), then one per
-    scaled layer."""
+    scaled layer. A scale of None leaves that layer unscaled (so a config can drop the default
+    ``embedding`` key: ``{embedding: null, layer0: 0.1}`` on the MLP)."""
+    scales = {k: s for k, s in scales.items() if s is not None}
     layers, named = model.layers(), dict(model.named_parameters())
     unknown = [k for k in scales if k not in layers]
     if unknown:

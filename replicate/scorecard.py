@@ -4,7 +4,7 @@
 claim, source, metric, value, ci_low, ci_high, threshold, verdict, seeds, runtime_s, and what was
 run) and ``scorecard.md`` (the same as a table, then one line per claim on what was run).
 ``python -m replicate.scorecard --experiments --claims m8,b1 --tier cpu`` prints the experiments
-that ``make replicate`` runs for those claims.
+that ``make replicate`` runs for those claims (and ``EXTRA_EXPERIMENTS``, e.g. ``mitigations``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,11 @@ from pathlib import Path
 from . import results
 from .claims import CLAIMS, _load_modules, _order, evaluate
 
+# Experiments without a verdict that `make replicate` runs beside the claims' (tier cpu), each
+# selectable by name like a claim id: `make replicate CLAIMS=mitigations` (the leaderboard,
+# replicate/leaderboard.py).
+EXTRA_EXPERIMENTS = {"mitigations": ("mitigations", "mitigations_lr")}
+
 KEYS = ("claim", "source", "metric", "value", "ci_low", "ci_high", "threshold", "verdict", "seeds", "runtime_s")
 
 
@@ -26,14 +31,17 @@ def experiments(claims: str | None = None, tier: str = "cpu") -> list[str]:
     _load_modules()
     if claims:
         wanted = [c.strip().upper() for c in claims.split(",") if c.strip()]
+        extra = {e for c in wanted if c.lower() in EXTRA_EXPERIMENTS for e in EXTRA_EXPERIMENTS[c.lower()]}
+        wanted = [c for c in wanted if c.lower() not in EXTRA_EXPERIMENTS]
         unknown = [c for c in wanted if c not in CLAIMS]
         if unknown:
             raise SystemExit(f"error: CLAIMS={','.join(unknown)} not a claim id: choose from "
-                             f"{', '.join(sorted(CLAIMS, key=_order))}")
+                             f"{', '.join([*sorted(CLAIMS, key=_order), *EXTRA_EXPERIMENTS])}")
         chosen = [CLAIMS[c] for c in wanted]
     else:
         chosen = [c for c in CLAIMS.values() if c.tier == tier]
-    return sorted({c.experiment for c in chosen if c.experiment})
+        extra = {e for v in EXTRA_EXPERIMENTS.values() for e in v} if tier == "cpu" else set()
+    return sorted({c.experiment for c in chosen if c.experiment} | extra)
 
 
 def _fmt(x) -> str:

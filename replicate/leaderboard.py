@@ -1,0 +1,196 @@
+"""The mitigation leaderboard: every fix on the same spiking workloads, with error bars, no verdict.
+
+``table(root) -> pd.DataFrame`` reads the runs of experiment ``mitigations`` (conf/experiment/
+mitigations.yaml: arms conf/arm/mitigations/<workload>/<arm>.yaml, seeds 0-2) and returns one row
+per workload × arm, sorted within a workload by spikes then final loss. Per run (``run_table``):
+
+- ``spikes_per_1k_h3`` / ``_h10`` / ``_h100``: loss-spike episodes per 1k steps taller than 3×, 10×,
+  100× the median of the previous 100 non-spiking losses (replicate/spikes.py, CLAIMS.md's spike);
+- ``largest_spike``: the tallest episode's loss / that median; in a run with no episode, the largest
+  ratio of a loss to the median of the previous 100 losses (< 3);
+- ``steps_to_recover``: median over episodes of the steps from the peak back to <= 1.2× the
+  pre-spike baseline (NaN in a run with no spike or none recovered);
+- ``final_loss``: median of the last 5% of steps (replicate/sensitivity.py), +inf if diverged;
+
+and per workload × arm (where an LR grid was run: experiments ``mitigations_lr`` and ``w2_qk_norm``)
+``lr_sensitivity``, Wortsman et al. 2023 (arXiv 2309.14322): mean over a >= 5-point grid of
+min(final loss, loss at init) minus the best (replicate/sensitivity.py). Each metric's columns
+are ``<m>`` (mean over seeds), ``<m>_lo``, ``<m>_hi`` (95% t interval over seeds) and the table
+has ``seeds`` (the seeds averaged), ``diverged`` (runs that diverged), ``description`` (the arm
+file's first comment line).
+
+``write(root)`` writes ``<root>/leaderboard.md``; ``python -m replicate.leaderboard [root]`` does it
+(``make report`` calls it). The report draws the leaderboard figure from ``table(root)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import results, sensitivity, spikes
+
+EXPERIMENT = "mitigations"
+LR_EXPERIMENTS = ("mitigations", "mitigations_lr", "w2_qk_norm")  # runs that can form an LR grid
+ARMS = Path(__file__).resolve().parent.parent / "conf" / "arm" / "mitigations"
+METRICS = ("spikes_per_1k_h3", "spikes_per_1k_h10", "spikes_per_1k_h100", "largest_spike",
+           "steps_to_recover", "final_loss")
+WORKLOAD_ORDER = {"mlp": 0, "gpt": 1}
+
+
+def _rolling_ratio(loss: np.ndarray, window: int = 100, min_pred: int = 10) -> float:
+    """max_t loss[t] / median(loss[t-window:t]) over the finite prefix (t with >= min_pred before)."""
+    bad = np.flatnonzero(~np.isfinite(loss))
+    x = pd.Series(loss[: bad[0]] if len(bad) else loss)
+    med = x.rolling(window, min_periods=min_pred).median().shift(1)
+    r = (x / med).to_numpy()
+    r = r[np.isfinite(r)]
+    return float(r.max()) if len(r) else float("nan")
+
+
+def run_table(metrics: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: run_id, workload (``model.name``), arm (``label``), seed, lr, status and
+    the per-run metrics of the module docstring, plus init_loss."""
+    if metrics.empty:
+        return pd.DataFrame(columns=["run_id", "workload", "arm", "seed", "lr", "status", *METRICS, "init_loss"])
+    s = spikes.summarize(metrics).rename(columns={"median_steps_to_recover": "steps_to_recover"})
+    ratio = {rid: _rolling_ratio(g.sort_values("step")["value"].to_numpy(float))
+             for rid, g in metrics[metrics["metric"] == "loss"].groupby("run_id")}
+    s["largest_spike"] = [h if h > 0 else ratio[rid] for rid, h in zip(s["run_id"], s["largest_spike"])]
+    s = s.merge(sensitivity.run_losses(metrics).drop(columns="seed"), on="run_id")
+    info = runs[["run_id", "model.name", "label", "optimizer.lr"]].rename(
+        columns={"model.name": "workload", "label": "arm", "optimizer.lr": "lr"})
+    s = s.drop(columns=["experiment", "status"]).merge(info.assign(status=runs["status"].to_numpy()), on="run_id")
+    return s[["run_id", "workload", "arm", "seed", "lr", "status", *METRICS, "init_loss"]]
+
+
+def _interval(x: pd.Series) -> tuple[float, float, float]:
+    from .claims import t_interval
+
+    v = x.to_numpy(float)
+    fin = v[np.isfinite(v)]
+    if len(v) and len(fin) < len(v) and np.any(np.isinf(v)):
+        return float("inf"), float("nan"), float("nan")
+    if not len(fin):
+        return float("nan"), float("nan"), float("nan")
+    lo, hi = t_interval(fin)
+    return float(fin.mean()), lo, hi
+
+
+def describe(workload: str, arm: str) -> str:
+    """The first comment line after the package line of conf/arm/mitigations/<workload>/<arm>.yaml."""
+    path = ARMS / str(workload) / f"{arm}.yaml"
+    if not path.exists():
+        return ""
+    for line in path.read_text().splitlines():
+        if line.startswith("#") and "@package" not in line:
+            return line.lstrip("# ").strip()
+    return ""
+
+
+def summarize(per_run: pd.DataFrame, sens: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The leaderboard from ``run_table`` rows of the leaderboard runs (one lr per arm) and an
+    optional ``sensitivity.table(..., by=["workload", "arm"])``: one row per workload × arm, sorted
+    by workload, then spikes (> 3x), then final loss."""
+    rows = []
+    for (workload, arm), g in per_run.groupby(["workload", "arm"], sort=False):
+        row = {"workload": workload, "arm": arm, "description": describe(workload, arm),
+               "lr": float(g["lr"].iloc[0]), "seeds": sorted(int(s) for s in g["seed"]),
+               "diverged": int((g["status"] == "diverged").sum())}
+        for m in METRICS:
+            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = _interval(g[m])
+        row["lr_sensitivity"] = row["lr_sensitivity_lo"] = row["lr_sensitivity_hi"] = float("nan")
+        row["lr_seeds"] = []
+        if sens is not None and not sens.empty:
+            s = sens[(sens["workload"] == workload) & (sens["arm"] == arm)].dropna(subset=["lr_sensitivity"])
+            if len(s):
+                row["lr_sensitivity"], row["lr_sensitivity_lo"], row["lr_sensitivity_hi"] = _interval(s["lr_sensitivity"])
+                row["lr_seeds"] = sorted(int(x) for x in s["seed"])
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    out["_w"] = out["workload"].map(lambda w: WORKLOAD_ORDER.get(w, 9))
+    out = out.sort_values(["_w", "workload", "spikes_per_1k_h3", "final_loss"], na_position="last")
+    return out.drop(columns="_w").reset_index(drop=True)
+
+
+def table(root: Path | str = "results") -> pd.DataFrame:
+    """The leaderboard of the runs under ``root``: one row per workload × arm (see the module
+    docstring for the columns); empty when experiment ``mitigations`` has no finished runs."""
+    frames = {}
+    for exp in LR_EXPERIMENTS:
+        r = results.runs(root, experiment=exp)
+        if r.empty:
+            continue
+        r = r[r["status"].isin(results.FINISHED)]
+        if r.empty or "label" not in r:
+            continue
+        m = results.load(root, experiment=exp, metrics=["loss"])
+        frames[exp] = run_table(m, r)
+    if EXPERIMENT not in frames:
+        return pd.DataFrame()
+    grid = pd.concat(frames.values(), ignore_index=True)
+    sens = sensitivity.table(grid, by=["workload", "arm"], lr="lr")
+    return summarize(frames[EXPERIMENT], sens)
+
+
+def _fmt(x: float, lo: float = float("nan"), hi: float = float("nan")) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if math.isinf(x):
+        return "diverged"
+    v = f"{x:.3g}"
+    return f"{v} [{lo:.3g}, {hi:.3g}]" if math.isfinite(lo) and math.isfinite(hi) else v
+
+
+def markdown(board: pd.DataFrame) -> str:
+    """``board`` (``table()``) as the verdict-free leaderboard page."""
+    lines = ["# Mitigation leaderboard", "",
+             "Generated by `python -m replicate.leaderboard` (`make report`) from the runs of "
+             "`conf/experiment/mitigations.yaml` (and, for the LR sensitivity, `mitigations_lr` and "
+             "`w2_qk_norm`). No verdicts: a comparison on two small spiking workloads. Each cell: mean "
+             "over seeds [95% t interval]. Spikes: episodes per 1k steps with loss > 3x (10x, 100x) the "
+             "median of the previous 100 steps; largest: the tallest spike's ratio; recover: median steps "
+             "from a peak back to 1.2x the pre-spike baseline; final: median loss of the last 5% of steps; "
+             "LR sens.: mean over a 5-point LR grid of min(final loss, initial loss) minus the best "
+             "(Wortsman et al. 2023), only for the arms with a grid. Sorted by spikes (> 3x), then final loss.",
+             ""]
+    if board.empty:
+        return "\n".join(lines + ["No runs of experiment `mitigations` yet: `make replicate CLAIMS=mitigations`.", ""])
+    for workload, g in board.groupby("workload", sort=False):
+        lines += [f"## {workload}", "",
+                  "| # | arm | what it is | spikes >3x /1k | >10x /1k | >100x /1k | largest | recover (steps) | "
+                  "final loss | LR sens. | seeds |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for i, r in enumerate(g.itertuples(), 1):
+            cells = [_fmt(getattr(r, m), getattr(r, f"{m}_lo"), getattr(r, f"{m}_hi")) for m in METRICS]
+            sens = _fmt(r.lr_sensitivity, r.lr_sensitivity_lo, r.lr_sensitivity_hi)
+            div = f" ({r.diverged} diverged)" if r.diverged else ""
+            lines.append(f"| {i} | `{r.arm}` | {r.description} (lr {r.lr:g}) | " + " | ".join(cells)
+                         + f" | {sens} | {','.join(map(str, r.seeds))}{div} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write(root: Path | str = "results", out: Path | str | None = None) -> Path:
+    """Write the leaderboard of ``root`` to ``out`` (default ``<root>/leaderboard.md``)."""
+    out = Path(out) if out is not None else Path(root) / "leaderboard.md"
+    results.atomic_write(out, markdown(table(root)) + "\n")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("results_dir", nargs="?", default="results")
+    args = p.parse_args(argv)
+    print(f"wrote {write(args.results_dir)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""The mitigation leaderboard (replicate/leaderboard.py) and the LR sensitivity it shares with W2
+(replicate/sensitivity.py): metrics on planted series, the ranking, the page, the registration."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from replicate import leaderboard, results, scorecard, sensitivity
+
+
+def tidy(series: dict[str, np.ndarray], seeds: dict[str, int]) -> pd.DataFrame:
+    return pd.concat([pd.DataFrame({"run_id": rid, "experiment": "mitigations", "seed": seeds[rid], "status": "done",
+                                    "step": np.arange(len(x)), "metric": "loss", "value": x})
+                      for rid, x in series.items()], ignore_index=True)
+
+
+def flat(n=1000, level=1.0):
+    return np.full(n, level)
+
+
+def planted(n=1000, at=(300, 600), height=50.0, width=3, tail=(5.0, 2.0)):
+    """A flat loss of 1 with spikes of ``height`` for ``width`` steps, then a tail above 1.2x."""
+    x = flat(n)
+    for t in at:
+        x[t:t + width] = height
+        x[t + width:t + width + len(tail)] = tail
+    return x
+
+
+# ---------------------------------------------------------------------------------- sensitivity
+def test_final_loss_is_the_median_of_the_last_five_percent_and_inf_when_diverged():
+    x = np.r_[np.full(95, 9.0), [1.0, 2.0, 3.0, 100.0, 4.0]]  # a spike on the last steps does not move it
+    assert sensitivity.final_loss(x) == 3.0
+    assert sensitivity.final_loss(np.r_[x, np.nan]) == math.inf
+    assert sensitivity.final_loss([2.0]) == 2.0 and math.isnan(sensitivity.final_loss([]))
+
+
+def test_lr_sensitivity_caps_each_lr_at_the_initial_loss():
+    # mean(min(L, L0)) - min: (0.5 + 0.2 + 1.0 + 1.0) / 4 - 0.2, the diverged and the worse-than-init count as L0
+    s = sensitivity.lr_sensitivity({1e-3: 0.5, 3e-3: 0.2, 1e-2: math.inf, 3e-2: 7.0}, init=1.0)
+    assert s == pytest.approx((0.5 + 0.2 + 1.0 + 1.0) / 4 - 0.2)
+    assert sensitivity.lr_sensitivity({1e-3: 0.3, 1e-2: 0.3}, init=1.0) == 0.0  # flat in lr
+    assert math.isnan(sensitivity.lr_sensitivity({1e-3: math.inf, 1e-2: 3.0}, init=1.0))  # nothing trained
+    assert math.isnan(sensitivity.lr_sensitivity({}, init=1.0))
+
+
+def test_sensitivity_table_needs_five_lrs_and_averages_duplicates():
+    rows = [{"arm": "a", "seed": 0, "optimizer.lr": lr, "init_loss": 2.0, "final_loss": f}
+            for lr, f in zip([1, 2, 3, 4, 5], [1.0, 0.5, 0.5, 3.0, math.inf])]
+    rows.append({"arm": "a", "seed": 0, "optimizer.lr": 2, "init_loss": 2.0, "final_loss": 0.5})  # same run twice
+    rows += [{"arm": "b", "seed": 0, "optimizer.lr": lr, "init_loss": 2.0, "final_loss": 0.5} for lr in [1, 2, 3, 4]]
+    t = sensitivity.table(pd.DataFrame(rows), by=["arm"]).set_index("arm")
+    assert t.loc["a", "lr_sensitivity"] == pytest.approx((1.0 + 0.5 + 0.5 + 2.0 + 2.0) / 5 - 0.5)
+    assert t.loc["a", "n_lrs"] == 5 and t.loc["a", "best_lr"] == 2
+    assert math.isnan(t.loc["b", "lr_sensitivity"]) and t.loc["b", "n_lrs"] == 4
+
+
+# ------------------------------------------------------------------------------- per-run metrics
+def _runs(arms: dict[str, str], seeds: dict[str, int], workload="mlp", lr=3e-3, status=None):
+    return pd.DataFrame([{"run_id": rid, "seed": seeds[rid], "status": (status or {}).get(rid, "done"),
+                          "model.name": workload, "label": arm, "optimizer.lr": lr} for rid, arm in arms.items()])
+
+
+def test_run_table_counts_planted_spikes_by_height_their_size_and_recovery():
+    series = {"r": planted(height=50.0), "q": planted(at=(300,), height=500.0), "f": flat() + 0.01 * np.sin(np.arange(1000))}
+    seeds = {k: 0 for k in series}
+    t = leaderboard.run_table(tidy(series, seeds), _runs({"r": "a", "q": "b", "f": "c"}, seeds)).set_index("run_id")
+    assert t.loc["r", "spikes_per_1k_h3"] == 2 and t.loc["r", "spikes_per_1k_h10"] == 2
+    assert t.loc["r", "spikes_per_1k_h100"] == 0 and t.loc["q", "spikes_per_1k_h100"] == 1
+    assert t.loc["r", "largest_spike"] == pytest.approx(50.0) and t.loc["q", "largest_spike"] == pytest.approx(500.0)
+    # peak at the spike's first step; 1.2x the baseline is reached after the spike (3 steps) and the tail (2)
+    assert t.loc["r", "steps_to_recover"] == 5
+    assert t.loc["f", "spikes_per_1k_h3"] == 0 and math.isnan(t.loc["f", "steps_to_recover"])
+    assert 1.0 < t.loc["f", "largest_spike"] < 1.05  # no episode: the largest loss / running median
+    assert t.loc["r", "final_loss"] == 1.0 and t.loc["r", "init_loss"] == 1.0
+    assert list(t["workload"].unique()) == ["mlp"]
+
+
+def _board(series_of, n_seeds=3, **kw):
+    series, seeds, arms = {}, {}, {}
+    for arm, make in series_of.items():
+        for s in range(n_seeds):
+            rid = f"{arm}-{s}"
+            series[rid], seeds[rid], arms[rid] = make(s), s, arm
+    return leaderboard.run_table(tidy(series, seeds), _runs(arms, seeds, **kw))
+
+
+def test_ranking_is_by_spikes_then_final_loss_with_intervals_over_seeds():
+    per_run = _board({"spiky": lambda s: planted(at=(200, 400, 600 + s)),  # 3 spikes per 1k
+                      "calm_high": lambda s: flat(level=2.0 + 0.1 * s),
+                      "calm_low": lambda s: flat(level=1.0 + 0.1 * s),
+                      "one_spike": lambda s: planted(at=(300,))})
+    board = leaderboard.summarize(per_run)
+    assert list(board["arm"]) == ["calm_low", "calm_high", "one_spike", "spiky"]
+    row = board.set_index("arm").loc["calm_low"]
+    assert row["final_loss"] == pytest.approx(1.1) and row["final_loss_lo"] < 1.1 < row["final_loss_hi"]
+    assert row["seeds"] == [0, 1, 2] and row["spikes_per_1k_h3"] == 0
+    assert board.set_index("arm").loc["spiky", "spikes_per_1k_h3"] == 3
+
+
+def test_a_diverged_seed_shows_as_diverged_not_as_a_number():
+    def run(s):
+        x = planted(at=(300,))
+        if s == 1:
+            x[500:] = np.nan
+        return x
+
+    per_run = _board({"a": run}, status={"a-1": "diverged"})
+    row = leaderboard.summarize(per_run).iloc[0]
+    assert row["diverged"] == 1 and row["final_loss"] == math.inf
+    assert "diverged" in leaderboard.markdown(leaderboard.summarize(per_run))
+
+
+# ----------------------------------------------------------------------------- from run folders
+def _write_run(root, name, rid, seed, arm, lr, loss, workload="mlp"):
+    d = root / "runs" / name / rid
+    d.mkdir(parents=True)
+    cfg = {"name": name, "seed": seed, "label": arm, "model": {"name": workload}, "optimizer": {"lr": lr}}
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    results.write_manifest(d, {"run_id": rid, "experiment": name, "seed": seed, "status": "done", "wall_time_s": 1.0})
+    results.write_table(pd.DataFrame({"step": np.arange(len(loss)), "loss": loss}), d / "metrics.parquet")
+
+
+def test_table_and_page_from_results_folders_with_an_lr_grid(tmp_path):
+    """The leaderboard runs at the arm's lr, the grid's other lrs from mitigations_lr: the LR
+    sensitivity of arm `adam` is computed over all five, the other arm has none."""
+    finals = {3e-4: 0.8, 1e-3: 0.5, 3e-3: 0.4, 1e-2: 0.9, 3e-2: np.inf}  # init loss 2.0
+    for s in range(3):
+        for lr, f in finals.items():
+            loss = np.r_[2.0, np.full(99, f if np.isfinite(f) else np.nan)]
+            name = "mitigations" if lr == 3e-3 else "mitigations_lr"
+            _write_run(tmp_path, name, f"adam-{lr}-{s}", s, "adam", lr, loss)
+        _write_run(tmp_path, "mitigations", f"clip-{s}", s, "clip", 3e-3, np.r_[2.0, np.full(99, 0.3)])
+    board = leaderboard.table(tmp_path).set_index("arm")
+    want = (0.8 + 0.5 + 0.4 + 0.9 + 2.0) / 5 - 0.4
+    assert board.loc["adam", "lr_sensitivity"] == pytest.approx(want)
+    assert board.loc["adam", "lr_seeds"] == [0, 1, 2] and board.loc["adam", "final_loss"] == pytest.approx(0.4)
+    assert math.isnan(board.loc["clip", "lr_sensitivity"])
+    assert list(board.index) == ["clip", "adam"]  # no spikes either: the lower final loss first
+    out = leaderboard.write(tmp_path)
+    page = out.read_text()
+    assert out == tmp_path / "leaderboard.md" and "| 1 | `clip` |" in page and "| 2 | `adam` |" in page
+    assert "Adam + global-norm gradient clipping" in page  # the arm file's own description
+    assert f"{want:.3g}" in page and "replicated" not in page  # verdict-free
+
+
+def test_empty_results_give_an_empty_table_and_a_page_that_says_so(tmp_path):
+    assert leaderboard.table(tmp_path).empty
+    assert "No runs" in leaderboard.write(tmp_path).read_text()
+
+
+# ------------------------------------------------------------------------------- registration
+def test_make_replicate_runs_the_leaderboard():
+    assert {"mitigations", "mitigations_lr"} <= set(scorecard.experiments())
+    assert scorecard.experiments("mitigations") == ["mitigations", "mitigations_lr"]
+    assert scorecard.experiments("w2,mitigations") == ["mitigations", "mitigations_lr", "w2_qk_norm"]
+    assert "mitigations" not in scorecard.experiments(tier="gpu")
+
+
+def test_every_arm_is_in_the_sweep_and_says_what_it_is():
+    conf = leaderboard.ARMS.parent.parent / "experiment" / "mitigations.yaml"
+    swept = set(yaml.safe_load(conf.read_text())["hydra"]["sweeper"]["params"]["+arm/mitigations"].split(","))
+    files = {f"{p.parent.name}/{p.stem}" for p in leaderboard.ARMS.glob("*/*.yaml") if not p.stem.startswith("_")}
+    assert swept == files
+    for arm in files:
+        workload, name = arm.split("/")
+        assert leaderboard.describe(workload, name), arm
+        assert yaml.safe_load((leaderboard.ARMS / f"{arm}.yaml").read_text())["label"] == name
+
+
+@pytest.mark.parametrize("arm", ["mlp/layer_lr", "gpt/qk_norm_z_loss", "mlp/sgd", "gpt/rollback"])
+def test_arms_compose_into_valid_runs(arm, cfg_factory):
+    from replicate import train
+
+    cfg = cfg_factory("experiment=mitigations", f"+arm/mitigations={arm}")
+    model, _, opt = train._build(cfg)
+    assert cfg["name"] == "mitigations" and cfg["label"] == arm.split("/")[1]
+    assert type(model).__name__.lower() == arm.split("/")[0]
+
+
+def test_json_safe():  # the table feeds the report's figure: plain types, no objects
+    per_run = _board({"a": lambda s: planted(at=(300,))})
+    json.dumps(leaderboard.summarize(per_run).drop(columns="description").to_dict("records"), default=float)

@@ -55,6 +55,8 @@ RULES: dict[str, Rule] = {
     "probe.range": POSITIVE,
     "train.log_every": COUNT,
     "train.checkpoint_every": COUNT0,
+    "train.precision": (lambda v: v in ("fp32", "bf16", "fp16"), "fp32, bf16 or fp16"),
+    "train.loss_scale": (lambda v: v == "dynamic" or (_num(v) and v > 0), "dynamic or a number > 0"),
     "threads": (lambda v: v is None or (_int(v) and v >= 1), "an integer >= 1, or null for torch's default"),
     "device": (lambda v: isinstance(v, str) and v.split(":")[0] in ("auto", "cpu", "cuda", "mps"),
                "auto, cpu, cuda, cuda:N or mps"),

@@ -9,6 +9,9 @@ The mitigations of ``cfg['mitigation']`` (replicate/mitigations.py) sit at fixed
 embedding gradient shrink on the model; per-layer learning rates, β schedules and the v
 initialisation where the optimizer is built; gradient clipping between backward and the step;
 PaLM-style rollback as a snapshot at the top of a step and a spike check after the forward pass.
+``train.precision`` (fp32, bf16, fp16 with ``train.loss_scale``) wraps the forward pass in autocast
+and, for fp16, scales the loss and unscales the (fp16-rounded) gradients before clip, probes and
+the step (replicate/precision.py).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from .config import ConfigError, check_writable, validate
 from .data import build_data
 from .models import build_model
 from .optim import HyperparameterError, TransformOptimizer, make_schedule
+from .precision import Precision
 from .probes import Probes, histogram_frame
 
 NOT_OPTIMIZER_HPARAMS = ("name", "compile")
@@ -139,6 +143,7 @@ def _loop(cfg: dict, rdir: Path, model, data, opt, manifest: dict) -> tuple[str,
     mit = mitigations.options(cfg.get("mitigation"))
     clip = mit.get("clip")
     rollback = mitigations.Rollback(**mit["rollback"]) if "rollback" in mit else None
+    prec = Precision(tcfg.get("precision", "fp32"), tcfg.get("loss_scale", "dynamic"), device)
     rows: list[dict] = []
     start = 0
     if ckpt_path.exists():  # resume a killed run exactly where its last checkpoint left it
@@ -151,6 +156,7 @@ def _loop(cfg: dict, rdir: Path, model, data, opt, manifest: dict) -> tuple[str,
             probes.load_state_dict(ck["probes"])
         if rollback is not None:
             rollback.load_state_dict(ck["rollback"])
+        prec.load_state_dict(ck.get("precision"))
         rows, start = ck["rows"], ck["step"]
 
     status = "done"
@@ -161,28 +167,33 @@ def _loop(cfg: dict, rdir: Path, model, data, opt, manifest: dict) -> tuple[str,
         if rollback is not None:
             rollback.snapshot(step, model, opt, data, probes, rows)
         batch = _to(data.next(), device)
-        loss = model.loss(batch)
+        with prec.autocast():  # train.precision: bf16/fp16 autocast of the forward pass (replicate/precision.py)
+            loss = model.loss(batch)
         if rollback is not None and rollback.spiked(loss.item()):
             step = rollback.restore(step, model, opt, data, probes, rows)  # back ~N steps, skip M batches
             bar.n = step
             continue
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        scale = prec.scale()
+        prec.backward(loss)  # fp16: (loss x s).backward()
+        prec.unscale(opt)  # fp16: each gradient rounded to fp16, then / s; fp32, bf16: nothing
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else None
-        if clip is not None and grads:
+        finite = prec.finite(grad_norm)  # False: fp16 skips this step (no clip, no probes)
+        if clip is not None and grads and finite:
             mitigations.clip(grads, grad_norm, **clip)
-        if probes is not None:
+        if probes is not None and finite:
             probes.before_step(step)
-        opt.step()
+        prec.step(opt)  # opt.step(); fp16: skipped on inf/nan, then the scale's update
         lr = opt.current_lr()  # the learning rate this step used
-        probed = probes.after_step(step) if probes is not None else {}
+        probed = probes.after_step(step) if probes is not None and finite else {}
+        amp = {"loss_scale": scale, "step_skipped": float(not finite)} if prec.fp16 else {}
         event = rollback.event() if rollback is not None else {}
-        if probed or event or step % log_every == 0 or step == steps - 1:
+        if probed or event or not finite or step % log_every == 0 or step == steps - 1:
             value = loss.item()
             rows.append({"step": step, "loss": value, "lr": lr,
                          "grad_norm": float("nan") if grad_norm is None else grad_norm.item(),
-                         **probed, **event})
+                         **probed, **event, **amp})
             if not math.isfinite(value):
                 status = "diverged"
                 break
@@ -193,7 +204,7 @@ def _loop(cfg: dict, rdir: Path, model, data, opt, manifest: dict) -> tuple[str,
                                        "data": data.state_dict(), "rng": torch.get_rng_state(),
                                        "probes": probes.state_dict() if probes is not None else None,
                                        "rollback": rollback.state_dict() if rollback is not None else None,
-                                       "rows": rows, "step": step}, ckpt_path)
+                                       "precision": prec.state_dict(), "rows": rows, "step": step}, ckpt_path)
     bar.close()
     results.write_table(rows, rdir / "metrics.parquet")
     if probes is not None and probes.histograms:

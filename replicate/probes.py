@@ -10,7 +10,6 @@ arXiv 2304.09871; Wortsman et al. 2023, arXiv 2304.13013; Bai et al. 2025, arXiv
   ``r_dip``/``r_dip_p`` Hartigan's dip test on a seeded subsample (float64; needs ``diptest``),
   and fixed-bin histograms of r and u (``histograms.parquet`` beside the metrics);
 - stalling: ``frac_g_below_eps`` (|g| < ε), ``frac_g_zero`` (g exactly 0: rows no token used, fp16
-  underflow, see replicate/precision.py), ``frac_g_zero`` (g exactly 0: rows no token used, fp16
   underflow, see replicate/precision.py), ``frac_sqrtv_below_eps`` (√v̂ < ε), ``u_over_r``
   (‖u‖/‖r‖), ``eps_damping`` mean √v̂/(√v̂+ε) (1 where ε is negligible, → 0 where √v̂ ≪ ε),
   ``grad_norm``/``grad_rms``, ``update_norm``/``update_rms`` (the parameter change this step),
@@ -155,7 +154,6 @@ class Probes:
             eps = [float(self.hparams[p].get("eps", float("nan"))) for p in ps]
             if not math.isnan(eps[0]):
                 self._pre[f"frac_g_below_eps/{layer}"] = float((g.abs() < eps[0]).double().mean())
-            self._pre[f"frac_g_zero/{layer}"] = float((g == 0).double().mean())
             self._pre[f"frac_g_zero/{layer}"] = float((g == 0).double().mean())
             if not self.has_v:
                 continue

@@ -64,7 +64,7 @@ STATE_TENSORS: dict[str, int] = {
 }  # adafactor: factored, see expected_state_bytes
 
 # Mixed precision as intended (bf16 params + fp32 master, m, v): 16 bytes per param in all,
-# of which 12 optimizer state (4 master + 4 m + 4 v).  What we actually do: see expected_state_bytes.
+# of which 12 optimizer state (4 master + 4 m + 4 v): what TransformOptimizer keeps for bf16 params.
 MIXED_PRECISION_TARGET = {"total": 16, "optimizer_state": 12}
 
 
@@ -75,19 +75,22 @@ def bytes_per_param(variant: str, layout: str = "fp32") -> int:
 
 def expected_state_bytes(variant: str, shapes: Iterable[tuple[int, ...]],
                          dtype: torch.dtype = torch.float32) -> float:
-    """Expected optimizer-state bytes per parameter, as our implementation keeps it: state tensors
-    are ``zeros_like(p)``, so they follow the PARAM dtype (bf16 params -> bf16 m, v; no fp32
-    master).  0-dim shared counters (a few bytes per group) are not counted."""
+    """Expected optimizer-state bytes per parameter, as our implementation keeps it: fp32 state
+    tensors (m, v, ...; Adafactor's row/column factors), plus a 4-byte fp32 master copy for bf16 or
+    fp16 params (mixed precision: 12 bytes for the Adam family, MIXED_PRECISION_TARGET).  0-dim shared
+    counters (a few bytes per group) are not counted."""
     shapes = [tuple(s) for s in shapes]
     n = sum(math.prod(s) for s in shapes)
-    size = torch.tensor([], dtype=dtype).element_size()
+    master = 4.0 if dtype in (torch.bfloat16, torch.float16) else 0.0
     if variant == "adafactor":
         per = sum((s[-2] * (math.prod(s[:-2]) or 1) + s[-1] * (math.prod(s[:-2]) or 1))
                   if len(s) >= 2 else math.prod(s) for s in shapes)
-        return per * size / n
+        return per * 4 / n + master
+    if variant == "torch_adamw":  # torch keeps its state in the param dtype, no master
+        return float(STATE_TENSORS[variant] * torch.tensor([], dtype=dtype).element_size())
     hp = BENCH_HPARAMS.get(variant, {})
     k = STATE_TENSORS[variant] if variant != "sgd" or hp.get("momentum") else 0
-    return float(k * size)
+    return float(k * 4) + master
 
 
 def state_bytes(states: Iterable[dict]) -> int:

@@ -292,3 +292,57 @@ def test_compiled_matches_eager_without_recompiles():
             step(t)
     for p, q in zip(ps[True], ps[False]):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+
+
+# ----------------------------------------------------------------------- mixed precision (bf16 params)
+def _bf16_run(name, steps=30, master_weights=True, compile=False):
+    torch.manual_seed(0)
+    w32 = (torch.randn(64, 64) * 0.1).to(torch.bfloat16).float()  # representable in bf16
+    p = torch.nn.Parameter(w32.to(torch.bfloat16))
+    opt = make(name, [p], lr=1e-4, compile=compile, master_weights=master_weights)
+    ref = torch.nn.Parameter(w32.clone())
+    oref = make(name, [ref], lr=1e-4)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        grad = torch.randn(64, 64, generator=g)
+        p.grad, ref.grad = grad.to(torch.bfloat16), grad.to(torch.bfloat16).float()
+        opt.step()
+        oref.step()
+    return p, opt, ref, oref
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "lion", "adafactor", "stable_adamw"])
+def test_bf16_params_keep_fp32_master_and_state(name):
+    """bf16 params: fp32 master + fp32 state; the master follows the fp32 run on the same (bf16)
+    gradients exactly, and the param is the master rounded to bf16."""
+    p, opt, ref, oref = _bf16_run(name)
+    st = opt.param_state(p)
+    assert st["master"].dtype == torch.float32
+    assert all(v.dtype == torch.float32 for k, v in st.items() if v.dim() > 0)
+    torch.testing.assert_close(st["master"], ref.detach(), rtol=1e-6, atol=1e-7)
+    assert torch.equal(p.detach(), st["master"].to(torch.bfloat16))
+
+
+def test_bf16_without_master_loses_small_updates():
+    """Why the master copy: lr 1e-4 steps on weights ~0.1 are below bf16's resolution (2^-8 relative),
+    so bf16 params stepped in place barely move, while the master accumulates them."""
+    p, _, ref, _ = _bf16_run("adam", master_weights=False)
+    q, _, _, _ = _bf16_run("adam", master_weights=True)
+    torch.manual_seed(0)
+    start = (torch.randn(64, 64) * 0.1).to(torch.bfloat16).float()
+    moved_plain = (p.detach().float() - start).abs().mean()
+    moved_ref = (ref.detach() - start).abs().mean()
+    assert moved_plain < 0.5 * moved_ref  # most updates rounded away
+    assert (q.detach().float() - ref.detach().to(torch.bfloat16).float()).abs().max() == 0
+
+
+def test_bf16_master_round_trips_and_compiles(tmp_path):
+    p, opt, _, _ = _bf16_run("adam", steps=5)
+    sd = opt.state_dict()
+    assert sd["master"][0][0].dtype == torch.float32
+    q = torch.nn.Parameter(p.detach().clone())
+    o2 = make("adam", [q], lr=1e-4)
+    o2.load_state_dict(sd)
+    torch.testing.assert_close(o2.param_state(q)["master"], opt.param_state(p)["master"], rtol=0, atol=0)
+    c, oc, ref, _ = _bf16_run("adam", steps=5, compile=True)
+    torch.testing.assert_close(oc.param_state(c)["master"], ref.detach(), rtol=1e-6, atol=1e-7)

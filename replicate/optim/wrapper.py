@@ -12,6 +12,7 @@ from .schedules import make_schedule
 from .variants import VARIANTS, hparam_defaults
 
 _GROUP_KEYS = {"params", "param_names", "initial_lr"}  # group keys that are not hyperparameters
+LOW_PRECISION = (torch.bfloat16, torch.float16)  # params that get an fp32 master copy
 
 
 class TransformOptimizer(torch.optim.Optimizer):
@@ -21,10 +22,16 @@ class TransformOptimizer(torch.optim.Optimizer):
     LR schedulers work and a compiled step never recompiles. ``schedule`` (None, a callable of
     the count tensor, a schedule name, or a mapping ``{name: ..., **kw}``) multiplies it.
     Params whose ``.grad`` is None are skipped (the group's shared step count still advances).
+
+    Mixed precision: a bf16 or fp16 param gets an fp32 master copy, and its state (m, v, ...) is
+    fp32: the step reads the low-precision gradient as fp32, updates the master and writes it back
+    rounded to the param's dtype (16 bytes per parameter in all: 2 param, 2 grad, 4 master, 4 m,
+    4 v; Micikevicius et al. 2018, arXiv 1710.03740). ``master_weights=False`` keeps state in the
+    param dtype instead (8-bit-free but lossy: small updates vanish in bf16).
     """
 
     def __init__(self, params, variant: Union[str, Callable] = "adam", *, lr=1e-3,
-                 schedule=None, compile: bool = False, **hparams):
+                 schedule=None, compile: bool = False, master_weights: bool = True, **hparams):
         if isinstance(variant, str):
             if variant not in VARIANTS:
                 raise HyperparameterError(
@@ -38,7 +45,9 @@ class TransformOptimizer(torch.optim.Optimizer):
             schedule = make_schedule(**schedule)
         self.schedule: Optional[Callable] = schedule
         self._compile = compile
+        self._master_weights = master_weights
         self._lr_t, self._tx, self._ostate, self._step_fn, self._where = [], [], [], [], {}
+        self._master: list[list[torch.Tensor]] = []  # per group: fp32 master per param (the param itself if fp32)
         defaults = {"lr": lr, **hparam_defaults(variant)}
         defaults.update(self._normalize(hparams, set()))
         super().__init__(params, defaults)
@@ -73,13 +82,22 @@ class TransformOptimizer(torch.optim.Optimizer):
         params = group["params"]
         lr = torch.tensor(float(group["lr"]), dtype=wide(params[0].dtype), device=params[0].device)
         tx = self._variant(lr, self.schedule, **{k: group[k] for k in self._hp_names})
+        low = [self._master_weights and p.dtype in LOW_PRECISION for p in params]
+        master = [p.detach().float().clone() if lo else p for p, lo in zip(params, low)]
 
-        def apply(params, grads, state):
-            updates, _ = tx.update(grads, state, params)
-            torch._foreach_add_(params, updates)
+        def apply(params, grads, state, master):
+            if any(p is not w for p, w in zip(params, master)):  # mixed precision: step the fp32 masters
+                grads = [g.float() for g in grads]
+                updates, _ = tx.update(grads, state, master)
+                torch._foreach_add_(master, updates)
+                low = [(p, w) for p, w in zip(params, master) if p is not w]
+                torch._foreach_copy_([p for p, _ in low], [w for _, w in low])
+            else:
+                updates, _ = tx.update(grads, state, params)
+                torch._foreach_add_(params, updates)
 
-        built = (lr, tx, tx.init(params), torch.compile(apply) if self._compile else apply)
-        for lst, value in zip((self._lr_t, self._tx, self._ostate, self._step_fn), built):
+        built = (lr, tx, tx.init(master), torch.compile(apply) if self._compile else apply, master)
+        for lst, value in zip((self._lr_t, self._tx, self._ostate, self._step_fn, self._master), built):
             lst[gi:gi + 1] = [value]
         self._where.update({p: (gi, i) for i, p in enumerate(params)})
 
@@ -95,10 +113,10 @@ class TransformOptimizer(torch.optim.Optimizer):
             if not idx:
                 continue
             self._lr_t[gi].fill_(group["lr"])
-            state = self._ostate[gi]
+            state, master = self._ostate[gi], self._master[gi]
             if len(idx) < len(params):
-                params, state = [params[i] for i in idx], select(state, idx)
-            self._step_fn[gi](params, [p.grad for p in params], state)
+                params, state, master = [params[i] for i in idx], select(state, idx), [master[i] for i in idx]
+            self._step_fn[gi](params, [p.grad for p in params], state, master)
         return loss
 
     def _count(self, gi: int) -> float:
@@ -123,11 +141,17 @@ class TransformOptimizer(torch.optim.Optimizer):
                 v = v[i] if isinstance(v, list) else v
                 if v is not None:
                     out.setdefault(k, v)
+        if self._master[gi][i] is not p:
+            out["master"] = self._master[gi][i]
         return out
 
     def state_dict(self) -> dict:
         sd = super().state_dict()  # param_groups with params as indices, as torch
         sd["state"] = {gi: tree_map(torch.clone, s) for gi, s in enumerate(self._ostate)}
+        masters = {gi: {i: w.clone() for i, (p, w) in enumerate(zip(g["params"], self._master[gi])) if w is not p}
+                   for gi, g in enumerate(self.param_groups)}
+        if any(masters.values()):
+            sd["master"] = masters
         return sd
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -141,9 +165,14 @@ class TransformOptimizer(torch.optim.Optimizer):
             if changed:
                 self._build(gi)
             copy_into(self._ostate[gi], state_dict["state"][gi])
+            saved_master = state_dict.get("master", {}).get(gi, {})
+            for i, (p, w) in enumerate(zip(group["params"], self._master[gi])):
+                if w is not p:  # a checkpoint without masters (saved in fp32) starts them from the params
+                    w.copy_(saved_master[i] if i in saved_master else p.detach().float())
 
 
 def make(name: str, params, *, lr=1e-3, schedule=None, compile: bool = False,
-         **hparams) -> TransformOptimizer:
+         master_weights: bool = True, **hparams) -> TransformOptimizer:
     """``make("adamw", model.parameters(), lr=3e-4, weight_decay=0.1, schedule="warmup")``."""
-    return TransformOptimizer(params, name, lr=lr, schedule=schedule, compile=compile, **hparams)
+    return TransformOptimizer(params, name, lr=lr, schedule=schedule, compile=compile,
+                              master_weights=master_weights, **hparams)

@@ -3,7 +3,7 @@
 For each variant in VARIANTS: the eager (foreach) step and the compiled step (compile=True: the whole
 step under torch.compile, lr a 0-dim tensor), on model-shaped parameter sets (replicate.bench.
 model_shapes: 4 GPT blocks of matrices and vectors) at 3 sizes: CPU 1M, 4M, 16M; CUDA 1M, 100M, 1B;
-fp32, and bf16 params with fp32 state (skipped: our state follows the param dtype).  Beside them
+fp32, and bf16 params with an fp32 master copy and fp32 state (mixed precision).  Beside them
 torch.optim.AdamW in for-loop, foreach and fused forms.  Each benchmark's extra_info: device, torch,
 threads, dtype, params, bytes_per_param (replicate.bench.BYTES_PER_PARAM), step_s (median after
 warm-up; CUDA events on a GPU), params_per_s, gbps, bandwidth_fraction (of the copy bandwidth
@@ -106,9 +106,8 @@ def _run(benchmark, step, device, *, variant, mode, dtype, params, layout, state
 @pytest.mark.parametrize("mode", ["eager", "compiled"])
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_variant_step(benchmark, variant, mode, dtype, device, size, monkeypatch):
-    if dtype == "bf16" and not _fp32_state(variant):
-        pytest.skip("bf16 params + fp32 state: not supported yet (state tensors are zeros_like(p), "
-                    "so bf16 params get bf16 m/v and no fp32 master)")
+    if dtype == "bf16":
+        assert _fp32_state(variant), "bf16 params must get fp32 state (mixed precision)"
     shapes = bench.model_shapes(size)
     n = bench.n_params(shapes)
     hp = bench.BENCH_HPARAMS.get(variant, {})
@@ -195,8 +194,8 @@ def test_copy_bandwidth(benchmark, device):
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS) + ["torch_adamw"])
 def test_state_bytes_per_param(variant):
-    """Optimizer-state bytes per param, measured, equal the expected count (fp32); with bf16
-    params our state is bf16 (half), not the 12 bytes of fp32 master + m + v of mixed precision."""
+    """Optimizer-state bytes per param, measured, equal the expected count: fp32 state, plus a 4-byte
+    fp32 master for bf16 params (12 bytes for Adam: mixed precision); torch.optim keeps the param dtype."""
     shapes = bench.model_shapes(TINY)
     n = bench.n_params(shapes)
     for dt in (torch.float32, torch.bfloat16):

@@ -12,6 +12,7 @@ arXiv 2304.09871; Wortsman et al. 2023, arXiv 2304.13013; Bai et al. 2025, arXiv
 - stalling: ``frac_g_below_eps`` (|g| < ε), ``frac_g_zero`` (g exactly 0: rows no token used, fp16
   underflow, see replicate/precision.py), ``frac_sqrtv_below_eps`` (√v̂ < ε), ``u_over_r``
   (‖u‖/‖r‖), ``eps_damping`` mean √v̂/(√v̂+ε) (1 where ε is negligible, → 0 where √v̂ ≪ ε),
+  ``sqrtv_rms`` = √mean(v̂), the scale ε is compared with (ε/``sqrtv_rms`` ≈ 1 where ‖u‖/‖r‖ ≈ ½),
   ``grad_norm``/``grad_rms``, ``update_norm``/``update_rms`` (the parameter change this step),
   ``update_cos_neg_grad`` = cos(Δθ, -g) = -Δθ·g/(‖Δθ‖‖g‖), how much of this step's update points
   down this step's gradient (1 for gradient descent; Molybog et al.'s "update unrelated to descent"
@@ -179,8 +180,9 @@ class Probes:
         for layer, ps in self.layers.items():
             a = self._auto[layer]
             xx, yy = float(a["xx"]), float(a["yy"])
-            if xx > 0 and yy > 0:
-                out[f"grad_autocorr/{layer}"] = float(a["xy"]) / math.sqrt(xx * yy)
+            denom = math.sqrt(xx) * math.sqrt(yy)  # not sqrt(xx * yy): that underflows to 0 for float64 ~1e-160
+            if denom > 0:
+                out[f"grad_autocorr/{layer}"] = float(a["xy"]) / denom
             a.update(xy=0.0, xx=0.0, yy=0.0)
             theta = torch.cat([p.detach().flatten() for p in ps]).double()
             delta = theta - torch.cat([b.flatten() for b in self._before[layer]]).double()
@@ -217,7 +219,8 @@ class Probes:
                f"r_bc/{layer}": bimodality_coefficient(r),
                f"frac_sqrtv_below_eps/{layer}": float((sv < eps).double().mean()),
                f"u_over_r/{layer}": float(u.norm() / r.norm()) if r.norm() > 0 else float("nan"),
-               f"eps_damping/{layer}": float((sv / (sv + eps)).mean()) if eps > 0 else 1.0}
+               f"eps_damping/{layer}": float((sv / (sv + eps)).mean()) if eps > 0 else 1.0,
+               f"sqrtv_rms/{layer}": float(sv.pow(2).mean().sqrt())}
         if self.dip_samples and _diptest is not None:
             out[f"r_dip/{layer}"], out[f"r_dip_p/{layer}"] = dip(r, self.dip_samples, self.seed * 100_003 + step)
         return out

@@ -197,3 +197,19 @@ def test_update_cosine_with_the_negative_gradient():
     out, _ = feed(lambda t: g, steps=2, every=1)  # step 1 of a constant g: u = sign(g) up to eps
     want = float(g.sum() / (math.sqrt(n) * g.norm()))
     assert abs(out["update_cos_neg_grad/w"] - want) < 1e-4 and want < 0.9
+
+
+def test_autocorrelation_of_float64_gradients_whose_squares_multiply_to_underflow():
+    """Σg²·Σg'² underflows to 0 for float64 gradients ~1e-90 (the quadratic after it converges);
+    the autocorrelation is still defined (here 1: a constant gradient) and nothing divides by 0."""
+    model = Flat(4)
+    model.w.data = model.w.data.double()
+    opt = make("adam", model.parameters(), lr=1e-3)
+    probes = Probes(model, opt, {"every": 3}, seed=0)
+    out = {}
+    for t in range(4):
+        model.w.grad = torch.full((4,), 1e-90, dtype=torch.float64)
+        probes.before_step(t)
+        opt.step()
+        out = probes.after_step(t) or out
+    assert out["grad_autocorr/w"] == pytest.approx(1.0)

@@ -1,0 +1,183 @@
+"""M3 and M7 (replicate/claims/bimodality.py) on synthetic results: both sides of each threshold, too
+few seeds; the AUROC against scipy's Mann-Whitney U; and tiny end-to-end runs of both experiments."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from replicate import train
+from replicate.claims import CLAIMS, VERDICTS, _load_modules, evaluate
+from replicate.claims.bimodality import M7_K, auroc, bimodality_onset, m3, m7, spike_labels
+
+_load_modules()
+LAYERS = ("embedding", "block0", "head")
+BATCHES = (4, 16, 64, 256)
+
+
+def tidy(series: dict[str, dict[str, np.ndarray]], seeds: dict[str, int]) -> pd.DataFrame:
+    """A tidy metrics frame (as results.load): run id -> {metric: values per step (NaN = not logged)}."""
+    frames = []
+    for rid, metrics in series.items():
+        for name, values in metrics.items():
+            steps = np.arange(len(values))
+            ok = np.isfinite(values)
+            frames.append(pd.DataFrame({"run_id": rid, "experiment": "x", "seed": seeds[rid], "status": "done",
+                                        "step": steps[ok], "metric": name, "value": values[ok]}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_the_judges_are_registered_in_place_of_the_pending_placeholders():
+    assert CLAIMS["M3"].judge is m3 and CLAIMS["M3"].experiment == "m3_batch_gpt"
+    assert CLAIMS["M7"].judge is m7 and CLAIMS["M7"].experiment == "m7_warning_gpt"
+
+
+# ------------------------------------------------------------------------------------------ AUROC
+def test_auroc_is_the_mann_whitney_u_over_the_pairs():
+    assert auroc([3, 4, 5, 0, 1], [1, 1, 1, 0, 0]) == 1.0
+    assert auroc([0, 1, 5, 6], [1, 1, 0, 0]) == 0.0
+    assert auroc([1, 1, 1, 1], [1, 0, 1, 0]) == 0.5  # ties count one half
+    assert math.isnan(auroc([1, 2, 3], [0, 0, 0])) and math.isnan(auroc([], []))
+    rng = np.random.default_rng(0)
+    score, label = rng.normal(size=300).round(1), rng.random(300) < 0.3
+    score[label] += 0.5
+    u = stats.mannwhitneyu(score[label], score[~label]).statistic
+    assert auroc(score, label) == pytest.approx(u / (label.sum() * (~label).sum()))
+    assert auroc([np.nan, 2, 1], [0, 1, 0]) == 1.0  # a missing score is left out
+
+
+def test_spike_labels_mark_the_k_steps_before_a_rise_and_exclude_the_spike():
+    ep = pd.DataFrame({"rise_start": [10], "end": [12]})
+    label, usable = spike_labels(np.arange(20), ep, k=3)
+    assert list(np.flatnonzero(label)) == [7, 8, 9]
+    assert list(np.flatnonzero(~usable)) == [10, 11, 12]
+
+
+def test_bimodality_onset_finds_the_half_way_crossing_and_none_for_a_flat_score():
+    x = pd.Series(np.full(60, 0.01))
+    x.iloc[37:43] = 0.3
+    assert bimodality_onset(x, rise_start=40, peak=40, k=5) == 37  # a lead of 3
+    assert bimodality_onset(pd.Series(np.full(60, 0.01)), rise_start=40, peak=40, k=5) is None
+
+
+# --------------------------------------------------------------------------------------------- M3
+def _m3_runs(kind: str, seeds=(0, 1, 2), steps: int = 121, every: int = 10):
+    """Per seed and batch size, probes every ``every`` steps. kind 'rise': autocorrelation and
+    fraction |r| > 0.9 of the embedding rise with the batch; 'flat_sign': the fraction does not rise
+    in seed 2 (one swap: rho 0.8, not > 0.8); 'falls': both fall with the batch."""
+    series, seed_of, rows = {}, {}, []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        for i, b in enumerate(BATCHES):
+            level = {"rise": i, "flat_sign": i, "falls": -i}[kind]
+            sign_level = (1, 0, 2, 3)[i] if kind == "flat_sign" and seed == 2 else level
+            probe = np.arange(steps) % every == 0
+            rid = f"m3-{seed}-{b}"
+            m = {"loss": 3 - 0.01 * np.arange(steps)}
+            for layer in LAYERS:
+                noise = 0.002 * rng.standard_normal(steps)
+                m[f"grad_autocorr/{layer}"] = np.where(probe, 0.2 + 0.05 * level + noise, np.nan)
+                m[f"r_frac_sign/{layer}"] = np.where(probe, 0.02 + 0.005 * sign_level + noise / 10, np.nan)
+                m[f"r_bc/{layer}"] = np.where(probe, 0.3 + 0.01 * level + noise, np.nan)
+            series[rid], seed_of[rid] = m, seed
+            rows.append({"run_id": rid, "seed": seed, "status": "done", "data.batch_size": b})
+    return tidy(series, seed_of), pd.DataFrame(rows)
+
+
+def test_m3_replicates_when_both_embedding_metrics_rise_with_the_batch_in_every_seed():
+    j = m3(*_m3_runs("rise"))
+    assert j.verdict == "replicated" and j.seeds == [0, 1, 2] and j.value == pytest.approx(1.0)
+    assert "largest rise" in j.detail and "below M0's bimodal level" in j.detail
+
+
+def test_m3_not_replicated_when_one_seed_misses_the_order_or_the_metrics_fall():
+    j = m3(*_m3_runs("flat_sign"))
+    assert j.verdict == "not replicated", j.detail
+    assert "r_frac_sign 0: 1.00, 1: 1.00, 2: 0.80" in j.detail
+    assert m3(*_m3_runs("falls")).verdict == "not replicated"
+
+
+def test_m3_inconclusive_with_too_few_seeds_or_batch_sizes():
+    assert m3(*_m3_runs("rise", seeds=(0, 1))).verdict == "inconclusive"
+    metrics, runs = _m3_runs("rise")
+    few = runs[runs["data.batch_size"] != 256]
+    assert m3(metrics[metrics["run_id"].isin(few["run_id"])], few).verdict == "inconclusive"
+
+
+# --------------------------------------------------------------------------------------------- M7
+N = 1200
+SPIKES = (300, 500, 700, 900, 1100)  # isolated: the loss jumps 30x for 3 steps at each
+
+
+def _m7_runs(kind: str, seeds=(0, 1, 2)):
+    """kind 'lead': the embedding's fraction |r| > 0.9 rises 4 steps before each loss rise and
+    stays up through the spike; 'after': it rises one step after the rise starts; 'same': a small bump
+    in the 5 steps before, its half-way rise at the rise's own step; 'none': flat."""
+    series, seed_of, rows = {}, {}, []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        loss = 1e-3 * np.exp(0.02 * rng.standard_normal(N))
+        bim = 0.01 + 0.002 * rng.random(N)
+        gnorm = 1.0 + 0.1 * rng.random(N)
+        for t in SPIKES:
+            loss[t:t + 3] *= 30.0
+            gnorm[t:t + 3] *= 10.0
+            if kind == "lead":
+                bim[t - 4:t + 3] = 0.3
+            elif kind == "after":
+                bim[t + 1:t + 6] = 0.3
+            elif kind == "same":  # a small bump before the rise (enough for the AUROC), the jump with it
+                bim[t - 5:t] = 0.05
+                bim[t:t + 3] = 0.3
+        rid = f"m7-{seed}"
+        series[rid] = {"loss": loss, "grad_norm": gnorm, "r_frac_sign/embedding": bim}
+        seed_of[rid] = seed
+        rows.append({"run_id": rid, "seed": seed, "status": "done"})
+    return tidy(series, seed_of), pd.DataFrame(rows)
+
+
+def test_m7_replicates_when_bimodality_rises_before_each_spike():
+    j = m7(*_m7_runs("lead"))
+    assert j.verdict == "replicated", j.detail
+    assert j.value == pytest.approx(0.9, abs=0.03)  # 4 of the K = 5 positive steps score above every negative
+    assert "15 spikes: lead 15" in j.detail and "median per seed: 0: 4.0" in j.detail
+    assert "gradient-norm baseline AUROC" in j.detail
+
+
+def test_m7_not_replicated_when_bimodality_only_follows_the_loss_rise_or_is_flat():
+    after = m7(*_m7_runs("after"))
+    assert after.verdict == "not replicated" and abs(after.value - 0.5) < 0.1, after.detail
+    assert "lead 0, same step 0, after 15" in after.detail
+    same = m7(*_m7_runs("same"))  # the score separates the steps before spikes, but its rise does not lead
+    assert same.verdict == "not replicated" and same.value > 0.95, same.detail
+    assert "AUROC >= 0.7: yes" in same.detail and "lead 0, same step 15, after 0" in same.detail
+    flat = m7(*_m7_runs("none"))
+    assert flat.verdict == "not replicated" and abs(flat.value - 0.5) < 0.1, flat.detail
+
+
+def test_m7_inconclusive_with_too_few_seeds():
+    assert m7(*_m7_runs("lead", seeds=(0, 1))).verdict == "inconclusive"
+
+
+# ----------------------------------------------------------------------------------- end to end
+def test_m3_end_to_end_on_tiny_runs(cfg_factory, tmp_path):
+    root = tmp_path / "r"
+    for seed in (0, 1, 2):
+        for b in (2, 4, 8, 16):
+            cfg = cfg_factory("experiment=m3_batch_gpt", f"seed={seed}", f"data.batch_size={b}", "train.steps=21",
+                              "threads=1", results_dir=root)
+            assert train.run(cfg)["status"] == "done"
+    (v,) = evaluate(root, ids=["M3"])
+    assert v.verdict in VERDICTS and v.seeds == [0, 1, 2], v.detail
+
+
+def test_m7_end_to_end_on_a_tiny_run(cfg_factory, tmp_path):
+    root = tmp_path / "r"
+    cfg = cfg_factory("experiment=m7_warning_gpt", "seed=0", "train.steps=30", "threads=1", results_dir=root)
+    assert train.run(cfg)["status"] == "done"
+    (v,) = evaluate(root, ids=["M7"])
+    assert v.verdict == "inconclusive", v.detail  # one seed and no spike in 30 steps: nothing to judge

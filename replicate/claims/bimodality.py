@@ -159,7 +159,8 @@ def bimodality_onset(x: pd.Series, rise_start: int, peak: int, k: int = M7_K, ba
               f"median of the previous 100 steps) starts within the next {M7_K} steps' (mean over seeds, t "
               "interval), beside the gradient norm's AUROC; the lag of the bimodality rise behind/ahead of the loss "
               "rise (lead > 0)",
-       threshold=f"AUROC >= {M7_AUROC} and the bimodality rise leads the loss rise (median lag >= 1 step) in every seed")
+       threshold=f"AUROC >= {M7_AUROC} and the bimodality rise leads the loss rise (median lag >= 1 step over "
+                 "isolated spikes) in every seed")
 def m7(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
     col = "r_frac_sign/embedding"
     auc, auc_g, lags, isolated, per = {}, {}, {}, {}, []
@@ -196,9 +197,10 @@ def m7(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
         ok = x[np.isfinite(x)]
         if not len(ok):
             return f"{len(x)} spikes, no bimodality rise at any"
+        q1, q2, q3 = (float(np.quantile(ok, q)) for q in (0.25, 0.5, 0.75))
         return (f"{len(x)} spikes: lead {int((ok >= 1).sum())}, same step {int((ok == 0).sum())}, after "
                 f"{int((ok < 0).sum())}, no rise of >= {M7_MIN_RISE:g} {int((~np.isfinite(x)).sum())}; median "
-                f"{np.median(ok) + 0.0:.0f} (quartiles {np.quantile(ok, 0.25) + 0.0:.0f}, {np.quantile(ok, 0.75) + 0.0:.0f})")
+                f"{q2:.1f} (quartiles {q1:.1f}, {q3:.1f})")
     value, lo, hi = mean_interval({s: auc[s] for s in seeds})
     gvals = [auc_g[s] for s in seeds if math.isfinite(auc_g[s])]
     detail = (f"K = {M7_K}; per seed (spikes, positive / usable probe steps): "

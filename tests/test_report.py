@@ -1,23 +1,239 @@
-"""The report builds figures from results/ alone."""
+"""The report builds every figure and index.html from results/ alone, and never fails on missing data."""
 
 from __future__ import annotations
 
-from replicate import report, train
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from replicate import report, results
+from replicate.report import figures
+
+LAYERS = ("layer0", "layer1", "layer2")
+SPIKES_AT = (150, 260, 340)  # steps where the synthetic loss jumps 20x
 
 
-def test_report_draws_loss_curves_per_arm_from_a_results_folder(cfg_factory, tmp_path):
+def _write_run(root: Path, experiment: str, seed: int, cfg: dict, metrics: pd.DataFrame,
+               hist: pd.DataFrame | None = None) -> str:
+    cfg = {"name": experiment, "seed": seed, **cfg}
+    rid = results.run_id(cfg)
+    d = Path(root) / "runs" / experiment / rid
+    d.mkdir(parents=True)
+    results.atomic_write(d / "config.yaml", yaml.safe_dump(cfg))
+    results.write_manifest(d, {"run_id": rid, "experiment": experiment, "seed": seed, "status": "done",
+                               "wall_time_s": 1.0, "steps_done": int(metrics["step"].max()) + 1})
+    results.write_table(metrics, d / "metrics.parquet")
+    if hist is not None:
+        results.write_table(hist, d / "histograms.parquet")
+    return rid
+
+
+def _spiky_metrics(seed: int, steps: int = 400, lr: float = 1e-3) -> pd.DataFrame:
+    """A loss that jumps 20x at SPIKES_AT (shifted by the seed), with precursors: RMS_t of layer0
+    above 1 and lambda_grad above 2/eta from 3 steps before each jump."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(steps)
+    loss = 1e-3 * (1 + 0.05 * rng.standard_normal(steps))
+    rms = {layer: np.full(steps, 0.05 * (k + 1)) for k, layer in enumerate(LAYERS)}
+    lam_grad = np.full(steps, 0.5 * 2 / lr)
+    for s in SPIKES_AT:
+        s += seed
+        loss[s:s + 4] *= [20, 12, 5, 2]
+        rms["layer0"][s - 3:s + 2] = 3.0
+        lam_grad[s - 3:s + 1] = 4 / lr
+    df = pd.DataFrame({"step": t, "loss": loss, "lr": lr, "lambda_max_Hhat": 19 * 2 / lr,
+                       "lambda_grad_Hhat": lam_grad, "threshold_2_over_lr": 2 / lr, "threshold_momentum": 38 / lr})
+    for k, layer in enumerate(LAYERS):
+        df[f"rms_g2_over_v/{layer}"] = rms[layer]
+        df[f"grad_rms/{layer}"] = 1e-3 * (k + 1) * np.exp(-t / 200)
+        df[f"frac_sqrtv_below_eps/{layer}"] = np.clip(t / steps - 0.3 * k, 0, 1)
+        df[f"u_over_r/{layer}"] = 1 - df[f"frac_sqrtv_below_eps/{layer}"] * 0.9
+    return df
+
+
+def _hist(steps: int = 400, every: int = 10) -> pd.DataFrame:
+    rows = []
+    for step in range(0, steps, every):
+        for layer in LAYERS:
+            for q in ("r", "u"):
+                counts = np.exp(-np.linspace(-3, 3, 64) ** 2) * 1000
+                counts[[0, -1]] = 50 * (step > 200)
+                rows.append({"step": step, "layer": layer, "quantity": q, "lo": -1.25, "hi": 1.25,
+                             "counts": counts.astype(np.int64)})
+    return pd.DataFrame(rows)
+
+
+def _scorecard(root: Path, rows: list[dict]) -> None:
+    base = {"source": "Paper et al.", "metric": "a metric", "value": None, "ci_low": None, "ci_high": None,
+            "threshold": "x < 0.1", "verdict": "not run", "seeds": [], "runtime_s": 0.0, "experiment": None,
+            "statement": "a statement", "detail": "", "runs": []}
+    (root / "scorecard.json").write_text(json.dumps([{**base, **r} for r in rows]))
+    (root / "scorecard.md").write_text("# scorecard\n")
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """A small results folder: a spiking sweep (b2 x batch size, 3 seeds) with every probe,
+    a scorecard with a judged, an unrun and a gpu claim, a benchmark JSON; no mitigation runs."""
+    root = tmp_path_factory.mktemp("report") / "results"
+    ids = []
+    for b2 in (0.9, 0.999):
+        for batch in (16, None):
+            for seed in (0, 1, 2):
+                cfg = {"optimizer": {"name": "adam", "b2": b2, "eps": 1e-3, "lr": 1e-3},
+                       "data": {"batch_size": batch}}
+                ids.append(_write_run(root, "synth", seed, cfg, _spiky_metrics(seed), _hist()))
+    _scorecard(root, [
+        {"claim": "W1", "verdict": "replicated", "value": 0.9, "ci_low": 0.8, "ci_high": 1.0, "seeds": [0, 1, 2],
+         "experiment": "synth", "runs": ids, "detail": "a < b & c > d"},
+        {"claim": "M3", "verdict": "not run (no experiment yet)"},
+        {"claim": "M8", "verdict": "not run", "experiment": "never_ran"},
+    ])
+    bench = {"benchmarks": [
+        {"name": f"step[{v}-{m}]", "stats": {"rounds": 5},
+         "extra_info": {"kind": "optimizer_step", "variant": v, "mode": m, "device": "CPU X", "dtype": "fp32",
+                        "params": 1_000_000, "gbps": g, "bandwidth_fraction": g / 30, "copy_gbps": 30.0}}
+        for v, m, g in [("adam", "eager", 8.0), ("adam", "compiled", 25.0), ("torch_adamw", "fused", 35.0)]]}
+    (root / "bench").mkdir()
+    (root / "bench" / "cpu-x.json").write_text(json.dumps(bench))
+    written = report.build(root)
+    return root, written
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.refs, self.ids = [], set()
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "id" in a:
+            self.ids.add(a["id"])
+        for key in ("src", "href"):
+            if a.get(key):
+                self.refs.append(a[key])
+
+
+def test_every_figure_and_every_link_of_the_report_exists(synthetic):
+    root, written = synthetic
+    out = root / "report" / "figures"
+    names = {p.name for p in written}
+    for kind in ("loss", "spike_rates", "update_histograms", "grad_rms", "curvature", "rms_lead"):
+        assert f"synth_{kind}.png" in names
+        assert (out / f"synth_{kind}.svg").stat().st_size > 5_000
+    assert "throughput.png" in names
+    html = (root / "report" / "index.html").read_text()
+    parser = _Links()
+    parser.feed(html)
+    assert len(parser.refs) > 15
+    for ref in parser.refs:
+        assert "://" not in ref and not ref.startswith("/"), f"not a relative link: {ref}"
+        if ref.startswith("#"):
+            assert ref[1:] in parser.ids, f"dangling anchor {ref}"
+        else:
+            assert (root / "report" / ref).exists(), f"broken link {ref}"
+    # the scorecard table comes first and links every claim to its section
+    assert html.index('id="scorecard"') < html.index('id="claim-W1"')
+    for cid in ("W1", "M3", "M8"):
+        assert f'href="#claim-{cid}"' in html and f'id="claim-{cid}"' in html
+    assert "a &lt; b &amp; c &gt; d" in html  # scorecard text is escaped, not injected
+
+
+def test_figures_without_data_show_the_placeholder_and_claims_without_runs_say_not_run(synthetic):
+    root, _ = synthetic
+    html = (root / "report" / "index.html").read_text()
+    assert "No data for this figure (Mitigation leaderboard)" in html
+    assert not (root / "report" / "figures" / "leaderboard.png").exists()
+    section = html[html.index('id="claim-M8"'):]
+    assert "Not run" in section[:600]
+
+
+def test_every_figure_has_labelled_axes_a_legend_and_the_seed_count(synthetic):
+    root, _ = synthetic
+    runs, metrics = results.runs(root), results.load(root)
+    hist = results.load_histograms(root)
+    drawn = {
+        "loss": figures.fig_loss_curves(metrics, runs, "synth"),
+        "rates": figures.fig_spike_rates(metrics, runs, "synth"),
+        "hist": figures.fig_update_histograms(hist, "synth", metrics=metrics, runs=runs),
+        "grad_rms": figures.fig_grad_rms(metrics, runs, "synth"),
+        "curvature": figures.fig_curvature(metrics, runs, "synth"),
+        "rms": figures.fig_rms_lead(metrics, runs, "synth"),
+        "throughput": figures.fig_throughput(figures.bench_table(root)),
+    }
+    for name, fig in drawn.items():
+        assert fig is not None, name
+        axes = [ax for ax in fig.axes if ax.get_visible() and ax.axison and ax.get_label() != "<colorbar>"]
+        assert axes, name
+        for ax in axes:
+            assert ax.get_xlabel() or ax.get_xticklabels() == [] or not ax.get_xaxis().get_visible() \
+                or _shares_labelled_column(fig, ax), f"{name}: unlabelled x axis"
+        assert any(ax.get_ylabel() for ax in axes), f"{name}: no y label"
+        texts = " ".join([fig._suptitle.get_text() if fig._suptitle else ""] + [ax.get_title() for ax in fig.axes])
+        assert "seed" in texts, f"{name}: no seed count in the titles"
+        has_legend = bool(fig.legends) or any(ax.get_legend() for ax in fig.axes) or \
+            any(ax.get_label() == "<colorbar>" for ax in fig.axes)
+        assert has_legend, f"{name}: no legend"
+    # the heatmap branch: two swept keys give a heatmap with a colour bar
+    assert any(ax.get_label() == "<colorbar>" for ax in drawn["rates"].axes)
+    assert "3 seeds" in drawn["loss"]._suptitle.get_text()
+
+
+def _shares_labelled_column(fig, ax) -> bool:
+    """A panel above another in the same column (shared x) may leave the label to the one below."""
+    x0 = ax.get_position().x0
+    return any(o is not ax and abs(o.get_position().x0 - x0) < 0.05 and o.get_xlabel() and
+               o.get_position().y0 < ax.get_position().y0 for o in fig.axes)
+
+
+def test_spike_rates_and_event_alignment_measure_the_synthetic_spikes(synthetic):
+    root, _ = synthetic
+    table = figures.spike_table(results.load(root, metrics=["loss"]), results.runs(root), "synth")
+    assert len(table) == 12
+    assert np.allclose(table["spikes_per_1k"], 3 / 400 * 1000)  # 3 spikes in 400 steps in every run
+    eps = figures.episodes(results.load(root, metrics=["loss"]))
+    assert len(eps) == 36 and set(eps["height"].round(-1)) == {20.0}
+    wide = figures._per_run(results.load(root), ["rms_g2_over_v/layer0"])
+    al = figures._aligned(wide, eps, ["rms_g2_over_v/layer0"], before=5, after=2)
+    med = al.groupby("offset")["value"].median()
+    assert med.loc[-3] == 3.0 and med.loc[-4] == 0.05  # the precursor is 3 steps before every rise
+
+
+def test_a_figure_that_fails_becomes_a_placeholder_not_a_failed_report(tmp_path, monkeypatch):
+    root = tmp_path / "results"
+    _write_run(root, "tiny", 0, {"optimizer": {"b2": 0.9}}, _spiky_metrics(0))
+
+    def broken(d):
+        raise RuntimeError("boom")
+    loss = next(k for k in report.FIGURES if k.name == "loss")
+    monkeypatch.setattr(report, "FIGURES", [report.Kind("loss", loss.title, loss.applies, broken, "", "")])
+    assert report.build(root) == []
+    html = (root / "report" / "index.html").read_text()
+    assert "No data for this figure (Loss curves): drawing it failed (RuntimeError: boom)" in html
+
+
+def test_report_draws_loss_curves_per_arm_from_real_runs(cfg_factory, tmp_path):
+    from replicate import train
+
     root = tmp_path / "results"
     for b2 in ("0.9", "0.999"):
         for seed in (0, 1):
             train.run(cfg_factory("model=quadratic", "data=none", "train.steps=30", "name=demo",
                                   "model.x0_spread=0.5", f"optimizer.b2={b2}", f"seed={seed}", results_dir=root))
     written = report.build(root)
-    assert [p.name for p in written] == ["demo_loss.png"]
-    assert (root / "report/figures/demo_loss.svg").exists() and written[0].stat().st_size > 10_000
-    runs = report.results.runs(root)
-    assert sorted(set(report.arm_labels(runs))) == ["b2=0.9", "b2=0.999"]
+    assert "demo_loss.png" in [p.name for p in written]
+    assert (root / "report/figures/demo_loss.svg").exists() and (root / "report/figures/demo_loss.png").stat().st_size > 10_000
+    assert sorted(set(figures.arm_labels(results.runs(root)))) == ["b2=0.9", "b2=0.999"]
+    assert "demo" in (root / "report" / "index.html").read_text()
 
 
-def test_report_on_an_empty_folder_writes_nothing_and_does_not_fail(tmp_path):
+def test_report_on_an_empty_folder_writes_the_page_and_does_not_fail(tmp_path):
     assert report.build(tmp_path) == []
     assert report.main([str(tmp_path)]) == 0
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert "No scorecard yet" in html and "No data for this figure" in html

@@ -1,0 +1,324 @@
+"""The report: every figure and ``results/report/index.html`` from ``results/`` alone, no training.
+
+``python -m replicate.report [results_dir]`` (``make report`` runs the scorecard first) writes
+``<results_dir>/report/figures/<experiment>_<kind>.png`` and ``.svg`` and
+``<results_dir>/report/index.html``: the scorecard table first (``scorecard.json``), then one
+section per claim (anchor ``claim-<ID>``) with what was run and its experiment's figures, then the
+mitigation leaderboard and the optimizer throughput. The page is self-contained (relative links,
+readable from file:// without a server).
+
+Figures are ``fig_*`` functions in ``replicate.report.figures``; which ones an experiment gets
+depends on what its runs logged (``FIGURES``: probes, curvature, a sweep), plus the ones a claim
+needs (``CLAIM_FIGURES``). A figure that has no data, or fails, shows a "no data for this figure"
+box with the reason in its place; it never fails the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import sys
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from markupsafe import escape
+
+from .. import results
+from .figures import (arm_labels, bench_table, episodes, fig_curvature, fig_grad_rms, fig_leaderboard,  # noqa: F401
+                      fig_loss_curves, fig_rms_lead, fig_spike_rates, fig_throughput, fig_update_histograms,
+                      leaderboard_table, spike_table, varied_keys, SWEEP_KEYS)
+
+DPI = 110
+
+
+@dataclass
+class Data:
+    """What one experiment's figures read: its runs, tidy metrics and histograms."""
+
+    root: Path
+    experiment: str
+    runs: pd.DataFrame
+    metrics: pd.DataFrame
+    hist: pd.DataFrame
+    _names: set = field(default_factory=set)
+
+    def has(self, prefix: str) -> bool:
+        if not self._names:
+            self._names = set(self.metrics["metric"].unique()) if not self.metrics.empty else {"-"}
+        return any(n == prefix or n.startswith(prefix + "/") for n in self._names)
+
+
+@dataclass
+class Kind:
+    """One kind of per-experiment figure: when it applies, how it is drawn, what it says."""
+
+    name: str
+    title: str
+    applies: Callable[[Data], bool]
+    draw: Callable[[Data], object]
+    caption: str
+    needs: str  # the placeholder's reason when ``draw`` returns None
+
+
+def _sweeps(d: Data) -> bool:
+    return bool(varied_keys(d.runs))
+
+
+def _stalls(d: Data) -> bool:
+    if not d.has("frac_sqrtv_below_eps"):
+        return False
+    m = d.metrics[d.metrics["metric"].str.startswith("frac_sqrtv_below_eps/")]
+    return bool((m["value"] > 0).any())
+
+
+def _spiked(d: Data) -> bool:
+    return d.has("loss") and not episodes(d.metrics[d.metrics["metric"] == "loss"]).empty
+
+
+FIGURES: list[Kind] = [
+    Kind("loss", "Loss curves", lambda d: d.has("loss"),
+         lambda d: fig_loss_curves(d.metrics, d.runs, d.experiment),
+         "Training loss per arm of the sweep, one line per seed; crimson triangles mark detected spikes "
+         "(loss > 3× the median of the previous 100 logged losses, <code>replicate/spikes.py</code>). "
+         "Lines are thinned to at most 1500 points, keeping each bin's maximum, so no spike is hidden.",
+         "no loss was logged"),
+    Kind("spike_rates", "Spike rate over the sweep", _sweeps,
+         lambda d: fig_spike_rates(d.metrics, d.runs, d.experiment),
+         "Spikes per 1k steps per arm. Two swept keys (β2, batch size, ε, η): a heatmap of the mean over "
+         "seeds (> 3×), each cell with its seed count. One swept key or named arms: rates above 3×, 10× "
+         "and 100× the baseline (CLAIMS.md asks for rates by height), mean with a 95% t interval over "
+         "seeds, crosses for single seeds.",
+         "the experiment sweeps no key, or logged no loss"),
+    Kind("update_histograms", "Update histograms over time", lambda d: not d.hist.empty,
+         lambda d: fig_update_histograms(d.hist, d.experiment, metrics=d.metrics, runs=d.runs),
+         "Distribution of r = m̂/√v̂ per coordinate over time (64 fixed bins over [−1.25, 1.25], log colour) "
+         "for the shallowest layer and the deepest block of one run, around the first loss spike when the "
+         "probes cover one (dashed lines: spike peaks). Unimodal around 0 means i.i.d.-like gradients; "
+         "mass at ±1 means sign descent (Molybog et al. 2023 §4).",
+         "no update histograms (needs <code>probe=layers</code>) in the probed window"),
+    Kind("grad_rms", "Gradient RMS against ε", _stalls,
+         lambda d: fig_grad_rms(d.metrics, d.runs, d.experiment),
+         "Per layer, the gradient RMS against ε (dashed), the fraction of coordinates with √v̂ < ε, and "
+         "‖u‖/‖r‖ with u = m̂/(√v̂+ε), r = m̂/√v̂ (1: ε negligible; → 0: the layer stalls). Lines: mean over "
+         "seeds; bands: min–max over seeds.",
+         "no per-layer gradient probes (needs <code>probe=layers</code>)"),
+    Kind("curvature", "Preconditioned curvature around spikes", lambda d: d.has("lambda_grad_Hhat"),
+         lambda d: fig_curvature(d.metrics, d.runs, d.experiment),
+         "λ_max(Ĥ) and λ_grad(Ĥ) = gᵀĤg/‖g‖² of Ĥ = D^½HD^½, D = diag(1/(√v̂+ε)), by Hessian-vector products "
+         "and Lanczos, against 2/η (Bai et al. 2025) and Adam's momentum limit 2(1+β1)/((1−β1)η). Left: one "
+         "run around its first spike (dotted: the loss rise starts). Right: every spike aligned on the start "
+         "of its rise, ratio to 2/η, median and interquartile band. The curvature logged at step t is "
+         "measured after step t.",
+         "no loss spike in these runs to align on, or no curvature probes"),
+    Kind("rms_lead", "RMS_t leading the loss spikes", lambda d: d.has("rms_g2_over_v") and _spiked(d),
+         lambda d: fig_rms_lead(d.metrics, d.runs, d.experiment),
+         "RMS_t = √mean(g²/max(v̂, ε²)) per layer, with v̂ from before the step (StableAdamW's, Wortsman et "
+         "al. 2023). Left: one run around its first spike. Right: every spike aligned on the start of its "
+         "loss rise (first step > 1.2× the baseline), median and interquartile band per layer; shaded: the "
+         "1–8 steps before the rise that W1 asks about.",
+         "no loss spike in these runs to align on, or no RMS_t probes"),
+]
+
+# Figures a claim's section always shows (a placeholder when its data is missing), beside those
+# its experiment's data calls for.
+CLAIM_FIGURES = {"M0": ["update_histograms"], "M1": ["update_histograms"], "M2": ["update_histograms"],
+                 "M3": ["update_histograms"], "M4": ["grad_rms"], "M5": ["grad_rms"], "M6": ["loss"],
+                 "M7": ["update_histograms"], "M8": ["spike_rates"], "M9": ["spike_rates"],
+                 "M10": ["grad_rms", "spike_rates"], "B1": ["spike_rates"], "B2": ["curvature"],
+                 "W1": ["rms_lead"], "Q1": ["spike_rates"], "Q4": ["grad_rms"]}
+
+VCLASS = {"replicated": "v-replicated", "not replicated": "v-not-replicated", "inconclusive": "v-inconclusive",
+          "answered": "v-answered"}
+
+
+# ------------------------------------------------------------------------------------ figures
+def _save(fig, out: Path, name: str) -> Path:
+    for ext in ("png", "svg"):
+        fig.savefig(out / f"{name}.{ext}", dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return out / f"{name}.png"
+
+
+def _drop(out: Path, name: str) -> None:
+    for ext in ("png", "svg"):
+        (out / f"{name}.{ext}").unlink(missing_ok=True)
+
+
+def _figure(out: Path, name: str, title: str, caption: str, needs: str, draw: Callable[[], object]) -> dict:
+    """Draw one figure; save PNG and SVG, or describe the placeholder that takes its place."""
+    entry = {"name": name, "title": title, "caption": caption, "anchor": f"fig-{name}", "png": None,
+             "svg": None, "reason": needs}
+    t0 = time.process_time()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # empty slices and tight_layout chatter
+            fig = draw()
+    except Exception as e:  # a broken figure never breaks the report
+        traceback.print_exc(file=sys.stderr)
+        plt.close("all")
+        fig = None
+        entry["reason"] = str(escape(f"drawing it failed ({type(e).__name__}: {e})"))
+    if fig is None:
+        _drop(out, name)
+        return entry
+    _save(fig, out, name)
+    entry["png"], entry["svg"] = f"figures/{name}.png", f"figures/{name}.svg"
+    entry["cpu_s"] = time.process_time() - t0
+    return entry
+
+
+def experiment_figures(data: Data, out: Path, demanded: set[str] = frozenset()) -> dict[str, dict]:
+    """kind -> figure entry for every kind that applies to ``data`` or is ``demanded``."""
+    shown = {}
+    for k in FIGURES:
+        try:
+            applies = k.applies(data)
+        except Exception:
+            applies = False
+        if not (applies or k.name in demanded):
+            _drop(out, f"{data.experiment}_{k.name}")
+            continue
+        shown[k.name] = _figure(out, f"{data.experiment}_{k.name}", k.title, k.caption, k.needs,
+                                lambda k=k: k.draw(data))
+    return shown
+
+
+# ------------------------------------------------------------------------------------ the page
+def _fmt(x) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{x:.3g}" if isinstance(x, float) else str(x)
+
+
+def _claim_rows(scorecard: list[dict], figs: dict[str, dict[str, dict]], runs: pd.DataFrame) -> list[dict]:
+    rows = []
+    for r in scorecard:
+        exp = r.get("experiment")
+        verdict = r.get("verdict", "")
+        ran = exp in figs and bool(r.get("runs"))
+        kinds = figs.get(exp, {})
+        order = [k.name for k in FIGURES]
+        chosen = [kinds[n] for n in order if n in kinds]
+        seeds = r.get("seeds") or []
+        lo, hi = r.get("ci_low"), r.get("ci_high")
+        rr = runs[runs["experiment"] == exp] if not runs.empty and exp else pd.DataFrame()
+        n_runs = len(r.get("runs") or [])
+        what = (f"Experiment <code>{exp}</code> (<code>conf/experiment/{exp}.yaml</code>, whose header names the "
+                f"paper, the workload and why): {n_runs} finished runs, seeds {', '.join(map(str, seeds)) or '–'}, "
+                f"{_fmt(r.get('runtime_s'))} s of training in all. ") if ran else ""
+        if ran and not rr.empty:
+            arms = sorted(set(arm_labels(rr)))
+            if arms != ["all runs"]:
+                what += f"Arms: {escape(', '.join(arms[:12]))}{' …' if len(arms) > 12 else ''}. "
+        what += (f"The verdict is {escape(verdict)}: measured {_fmt(r.get('value'))} against the threshold "
+                 f"{escape(r.get('threshold'))}.") if ran else ""
+        rows.append({**r, "anchor": f"claim-{r['claim']}", "vclass": VCLASS.get(verdict, "v-not-run"),
+                     "value_s": _fmt(r.get("value")),
+                     "interval_s": f"[{_fmt(lo)}, {_fmt(hi)}]" if lo is not None and hi is not None else "–",
+                     "seeds_s": ",".join(map(str, seeds)) or "–", "ran": ran, "what": what, "figures": chosen,
+                     "detail": r.get("detail") or ""})
+    return rows
+
+
+def _experiment_task(task) -> dict[str, dict]:
+    root, exp, runs, demanded = task
+    data = Data(root, exp, runs, results.load(root, experiment=exp), results.load_histograms(root, experiment=exp))
+    return experiment_figures(data, root / "report" / "figures", demanded)
+
+
+def build(root: Path | str = "results", workers: int | None = None) -> list[Path]:
+    """Write every figure under ``root/report/figures`` (PNG and SVG) and ``root/report/index.html``;
+    return the PNG paths written. ``workers``: processes drawing experiments side by side (default:
+    the CPU count, at most 2)."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    root = Path(root)
+    out = root / "report" / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    card_path = root / "scorecard.json"
+    scorecard = json.loads(card_path.read_text()) if card_path.exists() else []
+    runs = results.runs(root)
+    demanded: dict[str, set[str]] = {}
+    for r in scorecard:
+        if r.get("experiment"):
+            demanded.setdefault(r["experiment"], set()).update(CLAIM_FIGURES.get(r["claim"], []))
+    experiments = sorted(runs.loc[runs["status"].isin(results.FINISHED), "experiment"].unique()) if not runs.empty else []
+    todo = [e for e in experiments if e != "mitigations"]  # mitigations: drawn as the leaderboard below
+    # the experiments with the most logged data first, so two workers finish together
+    size = {e: sum(f.stat().st_size for f in (root / "runs" / e).glob("*/*.parquet")) for e in todo}
+    todo.sort(key=lambda e: -size[e])
+    workers = max(1, min(workers if workers is not None else (os.cpu_count() or 1), 2, len(todo)))
+    tasks = [(root, e, runs[runs["experiment"] == e], demanded.get(e, set())) for e in todo]
+    if workers > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+            done = list(pool.map(_experiment_task, tasks))
+    else:
+        done = [_experiment_task(t) for t in tasks]
+    figs: dict[str, dict[str, dict]] = {e: f for e, f in zip(todo, done)}
+
+    extra = []
+    # the mitigation leaderboard
+    mit = runs[runs["experiment"] == "mitigations"] if not runs.empty else runs
+    mit_metrics = results.load(root, experiment="mitigations", metrics=["loss"]) if not mit.empty else pd.DataFrame()
+    lb = _figure(out, "leaderboard", "Mitigation leaderboard",
+                 "Spikes per 1k steps (> 3× the median of the previous 100 steps) per mitigation on the same "
+                 "spiking workload, mean with its 95% interval over seeds, fewest spikes first "
+                 "(<code>conf/experiment/mitigations.yaml</code>, <code>replicate/leaderboard.py</code>).",
+                 "no runs of the <code>mitigations</code> experiment yet",
+                 lambda: fig_leaderboard(leaderboard_table(root, mit_metrics, mit)))
+    extra.append({"anchor": "mitigations", "title": "Mitigations",
+                  "text": "The fixes of CLAIMS.md compared on the same spiking workloads (compared, not judged by one "
+                          "threshold).", "figures": [lb]})
+    tp = _figure(out, "throughput", "Optimizer step throughput",
+                 "Achieved GB/s of one optimizer step (counted bytes per parameter, <code>replicate/bench.py</code>, "
+                 "over the median step time) per variant, eager (foreach) and compiled, beside torch.optim.AdamW, "
+                 "with the device's copy bandwidth (dashed), from <code>results/bench/*.json</code> "
+                 "(<code>make bench</code>). Timings on a shared machine are noisy: see the README's Speed section.",
+                 "no benchmark JSON under <code>results/bench/</code> (run <code>make bench</code>)",
+                 lambda: fig_throughput(bench_table(root)))
+    extra.append({"anchor": "speed", "title": "Speed", "text": "What one optimizer step costs, per variant.",
+                  "figures": [tp]})
+    claimed = {r.get("experiment") for r in scorecard}
+    for exp in experiments:
+        if exp in claimed or exp not in figs:
+            continue
+        extra.insert(-2, {"anchor": f"exp-{exp}", "title": f"Experiment {exp} (no claim)",
+                      "text": f"Runs of <code>{exp}</code>, which no claim judges.",
+                      "figures": list(figs[exp].values())})
+
+    env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                      autoescape=select_autoescape(["html", "j2"]))
+    html = env.get_template("index.html.j2").render(
+        root_name=root.name, built=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        n_runs=int(runs["status"].isin(results.FINISHED).sum()) if not runs.empty else 0,
+        n_experiments=len(experiments), claims=_claim_rows(scorecard, figs, runs), extra=extra,
+        has_scorecard_md=(root / "scorecard.md").exists(), has_scorecard_json=card_path.exists())
+    results.atomic_write(root / "report" / "index.html", html)
+    entries = [f for v in figs.values() for f in v.values()] + [lb, tp]
+    for f in entries:
+        if f["png"]:
+            print(f"wrote {root / 'report' / f['png']} and .svg ({f['cpu_s']:.1f} s CPU)")
+    return [root / "report" / f["png"] for f in entries if f["png"]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("results_dir", nargs="?", default="results")
+    args = p.parse_args(argv)
+    written = build(args.results_dir)
+    print(f"wrote {Path(args.results_dir) / 'report' / 'index.html'}")
+    if not written:
+        print(f"no finished runs under {args.results_dir}/runs: no figures", file=sys.stderr)
+    return 0

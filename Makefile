@@ -53,9 +53,9 @@ bench: $(VENV)/.installed  ## benchmarks (pytest-benchmark): JSON under results/
 	$(PY) -m pytest tests/bench -q -s --benchmark-enable --benchmark-json=$$out $(ARGS); \
 	$(PY) -m replicate.bench $$out
 
-sweep: $(VENV)/.installed  ## one experiment's sweep: make sweep EXP=m8_beta2_mlp [LAUNCHER=joblib|basic|local|slurm] [ARGS="seed=3,4,5"]
+sweep: $(VENV)/.installed  ## one experiment's sweep: make sweep EXP=m8_beta2_mlp [LAUNCHER=joblib|basic|local|slurm] [ARGS="seed=3,4,5"] [DRY=1: print the composed hydra config, launch nothing]
 	@test -n "$(EXP)" || { echo "error: EXP is not set: make sweep EXP=<one of: $$(ls conf/experiment | sed 's/.yaml//' | tr '\n' ' ')>" >&2; exit 2; }
-	$(PY) -m replicate -m experiment=$(EXP) hydra/launcher=$(LAUNCHER) results_dir=$(RESULTS) $(ARGS)
+	$(PY) -m replicate $(if $(DRY),--cfg hydra,-m) experiment=$(EXP) hydra/launcher=$(LAUNCHER) results_dir=$(RESULTS) $(ARGS)
 
 clean:  ## remove raw runs, sweep logs and caches (keeps committed results and .venv)
 	rm -rf $(RESULTS)/runs $(RESULTS)/sweeps .pytest_cache .benchmarks

@@ -168,7 +168,7 @@ def test_m3_end_to_end_on_tiny_runs(cfg_factory, tmp_path):
     root = tmp_path / "r"
     for seed in (0, 1, 2):
         for b in (2, 4, 8, 16):
-            cfg = cfg_factory("experiment=m3_batch_gpt", f"seed={seed}", f"data.batch_size={b}", "train.steps=21",
+            cfg = cfg_factory("experiment=m3_batch_gpt", f"seed={seed}", f"data.batch_size={b}", "train.steps=11",
                               "threads=1", results_dir=root)
             assert train.run(cfg)["status"] == "done"
     (v,) = evaluate(root, ids=["M3"])

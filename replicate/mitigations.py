@@ -183,12 +183,25 @@ class Rollback:
 
     At most ``max_rollbacks`` rollbacks per run; later spikes are left alone. Each rollback is
     logged on the first step trained after it (see ``event``).
+
+    Outcome of each rollback (M11): it *recurred* when the spike test fires again at a step in
+    [restore, t + ``recur``], and is *clean* when step t + ``recur`` passes without one (the test
+    runs even when no rollbacks are left); t is the rolled-back spike's step s in modes skip and
+    replay, and the step at which the spike's batch is fed again, restore + ``feed`` - 1, in mode
+    feed. The run's counts so far
+    are logged as ``rollback_recurred`` and ``rollback_clean`` on the row where an outcome is
+    decided and on every rollback's row, so the last logged value is the run's; rollbacks minus
+    both is the number undecided at the end of the run. The step is the one ``snapshot`` was
+    last called with (the loop calls it at the top of every step). ``roll_recurring: false``
+    trains through a recurring spike instead of rolling it back (which would restore the same
+    snapshot, fewer than ``back`` steps before it), so every rollback is a separate event that
+    goes back ``back`` steps.
     """
 
     def __init__(self, *, every: int = 10, back: int = 100, skip: int = 200, window: int = 100,
                  factor: float = 3.0, min_loss: float = 0.0, max_rollbacks: int = 10,
-                 mode: str = "skip", feed: int = 1):
-        for key, val, low in (("every", every, 1), ("back", back, 0), ("skip", skip, 0),
+                 mode: str = "skip", feed: int = 1, recur: int = 20, roll_recurring: bool = True):
+        for key, val, low in (("every", every, 1), ("back", back, 0), ("skip", skip, 0), ("recur", recur, 0),
                               ("window", window, 1), ("max_rollbacks", max_rollbacks, 0), ("feed", feed, 1)):
             if not (isinstance(val, int) and not isinstance(val, bool) and val >= low):
                 raise ValueError(f"{key}={val!r} must be an integer >= {low}")
@@ -202,9 +215,15 @@ class Rollback:
         self.snapshots: deque[dict] = deque(maxlen=-(-back // every) + 1)
         self.count, self.loss = 0, float("nan")
         self.pending: dict[str, float] = {}
+        if not isinstance(roll_recurring, bool):
+            raise ValueError(f"roll_recurring={roll_recurring!r} must be true or false")
+        self.recur, self.recurred, self.clean, self.roll_recurring = recur, 0, 0, roll_recurring
+        self.watch_until: int | None = None  # the last step at which a spike counts as recurring
+        self.at: int | None = None  # the step of the latest snapshot() call: the current step
 
     def snapshot(self, step: int, model, opt, data, probes, rows: list) -> None:
         """At the top of step ``step`` (before its batch is drawn), every ``every`` steps."""
+        self.at = step
         if step % self.every:
             return
         if self.snapshots and self.snapshots[-1]["step"] == step:
@@ -215,10 +234,27 @@ class Rollback:
             "probes": copy.deepcopy(probes.state_dict()) if probes is not None else None,
             "detector": self.detector.state_dict(), "rows": len(rows)})
 
-    def spiked(self, loss: float) -> bool:
-        """The spike test on this step's loss; True only while rollbacks are left."""
+    def spiked(self, loss: float, step: int | None = None) -> bool:
+        """The spike test on this step's loss; True only while rollbacks are left. Also decides
+        whether the latest rollback's spike recurred (see the class); ``step`` defaults to the
+        step of the latest ``snapshot`` call."""
         self.loss = loss
-        return self.detector.observe(loss) and self.count < self.max_rollbacks
+        step = self.at if step is None else step
+        spike = self.detector.observe(loss)
+        if step is not None and self.watch_until is not None and (spike or step >= self.watch_until):
+            recurred = spike and step <= self.watch_until
+            if recurred:
+                self.recurred += 1
+            else:
+                self.clean += 1
+            self.watch_until = None
+            self.pending = {**self.pending, **self._outcomes()}
+            if recurred and not self.roll_recurring:
+                return False  # counted, trained through: the next rollback goes back `back` steps again
+        return spike and self.count < self.max_rollbacks
+
+    def _outcomes(self) -> dict[str, float]:
+        return {"rollback_recurred": float(self.recurred), "rollback_clean": float(self.clean)}
 
     def restore(self, step: int, model, opt, data, probes, rows: list) -> int:
         """Roll back from a spike at ``step`` (whose batch was the last drawn); returns the step
@@ -241,28 +277,34 @@ class Rollback:
         elif self.mode == "feed":
             data.pos = spike_pos - self.feed + 1
         self.count += 1
+        # the step at which the spike's batch is drawn again (feed) or its step comes again (skip, replay)
+        self.watch_until = (snap["step"] + self.feed - 1 if self.mode == "feed" else step) + self.recur
         self.pending = {"rollback_spike_step": float(step), "rollback_spike_loss": self.loss,
                         "rollback_baseline": baseline, "rollback_data_pos": float(data.pos),
-                        "rollbacks": float(self.count)}
+                        "rollbacks": float(self.count), **self._outcomes()}
         return snap["step"]
 
     def event(self) -> dict[str, float]:
         """The metrics of the latest rollback, once (merged into the first row logged after it):
         ``rollback_spike_step``, ``rollback_spike_loss``, ``rollback_baseline`` (the median it was
         compared with), ``rollback_data_pos`` (the data position training went on from) and
-        ``rollbacks`` (the run's count so far)."""
+        ``rollbacks`` (the run's count so far); ``rollback_recurred`` and ``rollback_clean`` (see
+        the class)."""
         out, self.pending = self.pending, {}
         return out
 
     def state_dict(self) -> dict:
         return {"snapshots": list(self.snapshots), "detector": self.detector.state_dict(),
-                "count": self.count, "pending": self.pending}
+                "count": self.count, "pending": self.pending, "recurred": self.recurred,
+                "clean": self.clean, "watch_until": self.watch_until}
 
     def load_state_dict(self, state: Mapping) -> None:
         self.snapshots.clear()
         self.snapshots.extend(state["snapshots"])
         self.detector.load_state_dict(state["detector"])
         self.count, self.pending = state["count"], dict(state["pending"])
+        self.recurred, self.clean = state.get("recurred", 0), state.get("clean", 0)
+        self.watch_until = state.get("watch_until")
 
 
 # ------------------------------------------------------------------------------------- registry

@@ -19,7 +19,7 @@ import torch
 
 from replicate.models import build_from_registry
 
-__all__ = ["DATA", "build_data", "Stream", "NoneStream", "Regression", "Markov", "Shakespeare", "Gradients",
+__all__ = ["DATA", "build_data", "Stream", "NoneStream", "Regression", "Markov", "Shakespeare", "Gradients", "GradientNoise",
            "load_shakespeare_bytes"]
 
 STRUCTURE = 2**32 - 1  # rng stream of the fixed structure
@@ -307,6 +307,29 @@ class Gradients(Stream):
         return torch.from_numpy(g.astype(np.float32))
 
 
+class GradientNoise(Stream):
+    """Minibatch gradient noise for ``model=noisy_quadratic``: per step i, ξ_i ~ N(0, σ²/B · I), a
+    float32 vector of ``n`` coordinates, i.i.d. over steps. It is exactly the law of the mean of B
+    per-example noises N(0, σ²·I), so the noise variance scales as 1/``batch_size`` (the noisy
+    quadratic model of Zhang et al. 2019, arXiv 1907.04164, with isotropic Σ = σ²·I, as the
+    Gaussian gradient estimate of Li et al. 2024, arXiv 2405.14578); one draw costs the same at
+    any B."""
+
+    def __init__(self, seed: int = 0, n: int = 1024, sigma: float = 1.0, batch_size: int = 1):
+        super().__init__(seed)
+        if int(n) < 1:
+            raise ValueError(f"n must be an integer >= 1, got {n}")
+        if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma >= 0):
+            raise ValueError(f"sigma must be a number >= 0, got {sigma!r}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size}")
+        self.n, self.sigma, self.batch_size = int(n), float(sigma), int(batch_size)
+
+    def batch_at(self, i: int) -> torch.Tensor:
+        xi = self.rng(i).standard_normal(self.n) * (self.sigma / math.sqrt(self.batch_size))
+        return torch.from_numpy(xi.astype(np.float32))
+
+
 # -------------------------------------------------------------------------------------- registry
 DATA: dict[str, type[Stream]] = {
     "none": NoneStream,
@@ -314,6 +337,7 @@ DATA: dict[str, type[Stream]] = {
     "markov": Markov,
     "shakespeare": Shakespeare,
     "gradients": Gradients,
+    "gradient_noise": GradientNoise,
 }
 
 

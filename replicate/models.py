@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["MODELS", "build_model", "Quadratic", "DiagQuadratic", "MLP", "GPT", "plain_kwargs"]
+__all__ = ["MODELS", "build_model", "Quadratic", "DiagQuadratic", "NoisyQuadratic", "MLP", "GPT", "plain_kwargs"]
 
 
 # --------------------------------------------------------------------------------------- helpers
@@ -104,6 +104,43 @@ class DiagQuadratic(nn.Module):
 
     def loss(self, batch=None) -> torch.Tensor:
         return 0.5 * (self.h * self.x * self.x).sum()
+
+    def layers(self) -> dict[str, list[str]]:
+        return {"x": ["x"]}
+
+
+class NoisyQuadratic(nn.Module):
+    """A noisy quadratic model with off-diagonal curvature (Li et al. 2024, arXiv 2405.14578; Zhang
+    et al. 2019, arXiv 1907.04164): f(θ) = ½ θᵀHθ with H block-diagonal, ``dim/block`` blocks
+    H_b = diag·I + offdiag·11ᵀ of ``block`` coordinates each (eigenvalues diag + offdiag·block along
+    the block's all-ones direction, diag across it). θ starts at x0·(1 + x0_spread·U(-1, 1)) > 0,
+    so the gradient's signs agree with the positive off-diagonal curvature: a sign-like step moves
+    every coordinate of a block together and pays the large eigenvalue.
+
+    The batch is the minibatch's gradient noise ξ (``data=gradient_noise``: ξ ~ N(0, σ²/B·I)): the
+    loss returned is f(θ) + ξ·θ − (ξ·θ).detach(), whose value is the exact (expected) loss f(θ)
+    and whose gradient is the minibatch gradient Hθ + ξ. ``batch=None`` gives the exact gradient."""
+
+    def __init__(self, dim: int = 1024, block: int = 16, diag: float = 0.01, offdiag: float = 0.0625,
+                 x0: float = 0.1, x0_spread: float = 0.2, dtype: str = "float32"):
+        super().__init__()
+        if int(block) < 1 or int(dim) < 1 or int(dim) % int(block):
+            raise ValueError(f"noisy_quadratic needs dim a positive multiple of block, got dim={dim}, block={block}")
+        if diag < 0 or offdiag < 0 or diag + offdiag <= 0:
+            raise ValueError("noisy_quadratic needs diag >= 0, offdiag >= 0 and diag + offdiag > 0")
+        self.block, self.diag, self.offdiag = int(block), float(diag), float(offdiag)
+        self.x = nn.Parameter(_start(x0, x0_spread, (int(dim),), dtype))
+
+    def exact_loss(self) -> torch.Tensor:
+        blocks = self.x.view(-1, self.block)
+        return 0.5 * (self.diag * blocks.square().sum() + self.offdiag * blocks.sum(dim=1).square().sum())
+
+    def loss(self, batch=None) -> torch.Tensor:
+        f = self.exact_loss()
+        if batch is None:
+            return f
+        noise = (batch.to(self.x.dtype) * self.x).sum()
+        return f + noise - noise.detach()
 
     def layers(self) -> dict[str, list[str]]:
         return {"x": ["x"]}
@@ -300,6 +337,7 @@ class Linear(nn.Module):
 MODELS: dict[str, type[nn.Module]] = {
     "quadratic": Quadratic,
     "diag_quadratic": DiagQuadratic,
+    "noisy_quadratic": NoisyQuadratic,
     "mlp": MLP,
     "gpt": GPT,
     "linear": Linear,

@@ -11,7 +11,9 @@ else the first of ``data.inject_every``): the jump ‖u_B‖ / mean ‖u_t‖ ov
 (``update_norm``, the parameter change of the step), cos(u_B, -g_B) (``update_cos_neg_grad``), the
 stall before the burst (mean ``u_over_r`` over B-30…B-1; the premise, < 0.1 in every seed, else inconclusive) and whether a loss spike
 (``replicate.spikes.detect``) starts in B+1…B+20 (the injected batch's own high loss at B is data,
-not a spike that follows). Conditions are decided over seeds as in ``update_distribution``.
+not a spike that follows). Conditions are decided over seeds as in ``update_distribution``. Beside
+them, not judged: the mean jump and cosine over B+1…B+5, the updates momentum carries on after the
+burst, measured against those steps' own gradients.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ SOURCE = "Molybog et al. 2023 (arXiv 2304.09871)"
 # Adam-atan2 the jump is < 3x. The premise (a stalled layer) by M4's threshold: ||u||/||r|| < 0.1.
 JUMP, COS, WITHIN, CONTROL_JUMP, STALLED = 10.0, 0.1, 20, 3.0, 0.1
 BEFORE = 30  # the steps before the burst that the jump is measured against
+AFTER = 5  # the steps after it whose mean jump and cosine are reported beside the verdict
 LAYER = "embedding"
 
 
@@ -60,6 +63,9 @@ def around_burst(g: pd.DataFrame, b: int, layer: str = LAYER) -> dict:
     follows = ep[(ep["start"] > b) & (ep["start"] <= b + WITHIN)]
     return {"jump": float(un.get(b, np.nan) / before.mean()) if len(before) else np.nan,
             "cos": float(g[f"update_cos_neg_grad/{layer}"].get(b, np.nan)),
+            # not judged: the updates that momentum carries on after the burst, against that step's gradient
+            "after_jump": float(un.loc[b + 1:b + AFTER].mean() / before.mean()) if len(before) else np.nan,
+            "after_cos": float(g[f"update_cos_neg_grad/{layer}"].loc[b + 1:b + AFTER].mean()),
             "stall": float(g[f"u_over_r/{layer}"].loc[b - BEFORE:b - 1].mean()),
             "spike": len(follows) > 0,
             "burst_loss": float(loss.get(b, np.nan) / base),
@@ -104,10 +110,13 @@ def m6(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
     detail = (f"premise, {LAYER} ||u||/||r|| before the burst < {STALLED:g}: {premise} ({fmt(st, 'stall', '{:.3f}')}). "
               f"Per seed {sorted(st)}, stalled arm: jump {fmt(st, 'jump')}, cos(u, -grad) {fmt(st, 'cos')}, "
               f"spike after {[bool(x) for x in col(st, 'spike')]}, loss / median before at the burst batch "
-              f"{fmt(st, 'burst_loss')} and its max in the {WITHIN} steps after {fmt(st, 'after_loss')}. "
-              f"eps = 0 (seeds {sorted(e0)}): jump {fmt(e0, 'jump')}, cos {fmt(e0, 'cos')}, spike after "
+              f"{fmt(st, 'burst_loss')} and its max in the {WITHIN} steps after {fmt(st, 'after_loss')}; "
+              f"not judged, mean over the {AFTER} steps after the burst: jump {fmt(st, 'after_jump')}, cos "
+              f"{fmt(st, 'after_cos')}. eps = 0 (seeds {sorted(e0)}): jump {fmt(e0, 'jump')}, cos {fmt(e0, 'cos')}, "
+              f"after: jump {fmt(e0, 'after_jump')}, cos {fmt(e0, 'after_cos')}, spike after "
               f"{[bool(x) for x in col(e0, 'spike')]}; Adam-atan2 (seeds {sorted(at)}): jump {fmt(at, 'jump')}, "
-              f"cos {fmt(at, 'cos')}, spike after {[bool(x) for x in col(at, 'spike')]}")
+              f"cos {fmt(at, 'cos')}, after: jump {fmt(at, 'after_jump')}, cos {fmt(at, 'after_cos')}, spike after "
+              f"{[bool(x) for x in col(at, 'spike')]}")
     seeds = sorted(set(st) & set(e0) & set(at))
     jumps = col(st, "jump")
     j = combine(conditions, seeds, float(np.mean(jumps)) if jumps else None, t_interval(jumps), detail)

@@ -50,6 +50,15 @@ class Data:
     metrics: pd.DataFrame
     hist: pd.DataFrame
     _names: set = field(default_factory=set)
+    _eps: pd.DataFrame | None = None
+
+    @property
+    def eps(self) -> pd.DataFrame:
+        """The loss-spike episodes of every run (computed once, shared by the figures)."""
+        if self._eps is None:
+            self._eps = episodes(self.metrics[self.metrics["metric"] == "loss"]) if self.has("loss") else \
+                episodes(self.metrics.iloc[:0])
+        return self._eps
 
     def has(self, prefix: str) -> bool:
         if not self._names:
@@ -81,12 +90,12 @@ def _stalls(d: Data) -> bool:
 
 
 def _spiked(d: Data) -> bool:
-    return d.has("loss") and not episodes(d.metrics[d.metrics["metric"] == "loss"]).empty
+    return d.has("loss") and not d.eps.empty
 
 
 FIGURES: list[Kind] = [
     Kind("loss", "Loss curves", lambda d: d.has("loss"),
-         lambda d: fig_loss_curves(d.metrics, d.runs, d.experiment),
+         lambda d: fig_loss_curves(d.metrics, d.runs, d.experiment, eps=d.eps),
          "Training loss per arm of the sweep, one line per seed; crimson triangles mark detected spikes "
          "(loss > 3× the median of the previous 100 logged losses, <code>replicate/spikes.py</code>). "
          "Lines are thinned to at most 1500 points, keeping each bin's maximum, so no spike is hidden.",
@@ -99,7 +108,7 @@ FIGURES: list[Kind] = [
          "seeds, crosses for single seeds.",
          "the experiment sweeps no key, or logged no loss"),
     Kind("update_histograms", "Update histograms over time", lambda d: not d.hist.empty,
-         lambda d: fig_update_histograms(d.hist, d.experiment, metrics=d.metrics, runs=d.runs),
+         lambda d: fig_update_histograms(d.hist, d.experiment, metrics=d.metrics, runs=d.runs, eps=d.eps),
          "Distribution of r = m̂/√v̂ per coordinate over time (64 fixed bins over [−1.25, 1.25], log colour) "
          "for the shallowest layer and the deepest block of one run, around the first loss spike when the "
          "probes cover one (dashed lines: spike peaks). Unimodal around 0 means i.i.d.-like gradients; "
@@ -112,7 +121,7 @@ FIGURES: list[Kind] = [
          "seeds; bands: min–max over seeds.",
          "no per-layer gradient probes (needs <code>probe=layers</code>)"),
     Kind("curvature", "Preconditioned curvature around spikes", lambda d: d.has("lambda_grad_Hhat"),
-         lambda d: fig_curvature(d.metrics, d.runs, d.experiment),
+         lambda d: fig_curvature(d.metrics, d.runs, d.experiment, eps=d.eps),
          "λ_max(Ĥ) and λ_grad(Ĥ) = gᵀĤg/‖g‖² of Ĥ = D^½HD^½, D = diag(1/(√v̂+ε)), by Hessian-vector products "
          "and Lanczos, against 2/η (Bai et al. 2025) and Adam's momentum limit 2(1+β1)/((1−β1)η). Left: one "
          "run around its first spike (dotted: the loss rise starts). Right: every spike aligned on the start "
@@ -120,7 +129,7 @@ FIGURES: list[Kind] = [
          "measured after step t.",
          "no loss spike in these runs to align on, or no curvature probes"),
     Kind("rms_lead", "RMS_t leading the loss spikes", lambda d: d.has("rms_g2_over_v") and _spiked(d),
-         lambda d: fig_rms_lead(d.metrics, d.runs, d.experiment),
+         lambda d: fig_rms_lead(d.metrics, d.runs, d.experiment, eps=d.eps),
          "RMS_t = √mean(g²/max(v̂, ε²)) per layer, with v̂ from before the step (StableAdamW's, Wortsman et "
          "al. 2023). Left: one run around its first spike. Right: every spike aligned on the start of its "
          "loss rise (first step > 1.2× the baseline), median and interquartile band per layer; shaded: the "
@@ -221,7 +230,11 @@ def _claim_rows(scorecard: list[dict], figs: dict[str, dict[str, dict]], runs: p
                 what += f"Arms: {escape(', '.join(arms[:12]))}{' …' if len(arms) > 12 else ''}. "
         what += (f"The verdict is {escape(verdict)}: measured {_fmt(r.get('value'))} against the threshold "
                  f"{escape(r.get('threshold'))}.") if ran else ""
-        rows.append({**r, "anchor": f"claim-{r['claim']}", "vclass": VCLASS.get(verdict, "v-not-run"),
+        reason = verdict[verdict.find("(") + 1:-1] if "(" in verdict else ""
+        notrun = (f"Not run: {reason}." if reason else
+                  f"Not run: no finished runs of <code>{escape(exp)}</code> under this results folder." if exp else
+                  "Not run.")
+        rows.append({**r, "anchor": f"claim-{r['claim']}", "notrun": notrun, "vclass": VCLASS.get(verdict, "v-not-run"),
                      "value_s": _fmt(r.get("value")),
                      "interval_s": f"[{_fmt(lo)}, {_fmt(hi)}]" if lo is not None and hi is not None else "–",
                      "seeds_s": ",".join(map(str, seeds)) or "–", "ran": ran, "what": what, "figures": chosen,
@@ -270,14 +283,15 @@ def build(root: Path | str = "results", workers: int | None = None) -> list[Path
 
     extra = []
     # the mitigation leaderboard
-    mit = runs[runs["experiment"] == "mitigations"] if not runs.empty else runs
-    mit_metrics = results.load(root, experiment="mitigations", metrics=["loss"]) if not mit.empty else pd.DataFrame()
     lb = _figure(out, "leaderboard", "Mitigation leaderboard",
-                 "Spikes per 1k steps (> 3× the median of the previous 100 steps) per mitigation on the same "
-                 "spiking workload, mean with its 95% interval over seeds, fewest spikes first "
-                 "(<code>conf/experiment/mitigations.yaml</code>, <code>replicate/leaderboard.py</code>).",
+                 "Per workload, spikes per 1k steps (> 3× the median of the previous 100 steps) and the final "
+                 "loss (median of the last 5% of steps) per mitigation arm, mean with its 95% t interval over "
+                 "seeds, fewest spikes first (<code>conf/experiment/mitigations.yaml</code>, arms in "
+                 "<code>conf/arm/mitigations/</code>; numbers from <code>replicate/leaderboard.py</code>"
+                 + (", also in <a href=\"../leaderboard.md\">leaderboard.md</a>" if (root / "leaderboard.md").exists() else "")
+                 + ").",
                  "no runs of the <code>mitigations</code> experiment yet",
-                 lambda: fig_leaderboard(leaderboard_table(root, mit_metrics, mit)))
+                 lambda: fig_leaderboard(leaderboard_table(root)))
     extra.append({"anchor": "mitigations", "title": "Mitigations",
                   "text": "The fixes of CLAIMS.md compared on the same spiking workloads (compared, not judged by one "
                           "threshold).", "figures": [lb]})

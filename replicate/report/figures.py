@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .. import spikes  # noqa: E402
+from .. import results, spikes  # noqa: E402
 
 sns.set_theme(context="paper", style="whitegrid", font_scale=1.0)
 
@@ -191,7 +191,8 @@ def _mark_spikes(ax, eps: pd.DataFrame, loss: pd.Series | None = None, label: bo
 
 
 # ------------------------------------------------------------------------------------- loss curves
-def fig_loss_curves(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, max_points: int = MAX_POINTS):
+def fig_loss_curves(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, max_points: int = MAX_POINTS,
+                    eps: pd.DataFrame | None = None):
     """Training loss over steps, one panel per arm of the sweep (β2, batch size, ε, ...), one line
     per seed, detected spikes marked at their peak (log scale where the loss is positive)."""
     runs = _of(runs, experiment)
@@ -200,7 +201,7 @@ def fig_loss_curves(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, 
     if loss.empty:
         return None
     runs = runs.assign(arm=arm_labels(runs))
-    eps = episodes(loss).merge(runs[["run_id", "arm", "seed"]], on="run_id")
+    eps = (episodes(loss) if eps is None else eps).merge(runs[["run_id", "arm", "seed"]], on="run_id")
     df = _thin(loss.merge(runs[["run_id", "arm"]], on="run_id"), max_points=max_points)
     arms = _natural_arms(runs)
     arms = [a for a in arms if a in set(df["arm"])]
@@ -363,7 +364,7 @@ def _rate_heatmap(table: pd.DataFrame, xkey: str, ykey: str, experiment: str, n_
 # --------------------------------------------------------------------------- update histograms
 def fig_update_histograms(hist: pd.DataFrame, experiment: str, quantity: str = "r", seed: int | None = None,
                           metrics: pd.DataFrame | None = None, runs: pd.DataFrame | None = None,
-                          before: int = 80, after: int = 80):
+                          before: int = 80, after: int = 80, eps: pd.DataFrame | None = None):
     """Heatmap of one run's update values over time (step × value, log colour) for the shallowest
     layer (embedding) and the deepest block: unimodal around 0 ↔ piled up near ±1 (sign descent,
     Molybog et al. 2023 §4). With ``metrics``, the window is centred on the first loss spike of the
@@ -378,7 +379,7 @@ def fig_update_histograms(hist: pd.DataFrame, experiment: str, quantity: str = "
     if metrics is not None and runs is not None:
         loss = _of(metrics, experiment)
         loss = loss[(loss["metric"] == "loss") & loss["run_id"].isin(h["run_id"].unique())]
-        eps = episodes(loss)
+        eps = episodes(loss) if eps is None else eps[eps["run_id"].isin(loss["run_id"].unique())]
         if seed is not None and not eps.empty:
             eps = eps[eps["run_id"].isin(_of(runs, experiment).query("seed == @seed")["run_id"])]
         if not eps.empty:
@@ -504,7 +505,8 @@ def fig_grad_rms(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, max
 # ------------------------------------------------------------------- precursors around spikes
 def _around_spikes(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, series: dict[str, str],
                    refs: dict[str, float], ylabel: str, title: str, before: int, after: int,
-                   shade: tuple[int, int] | None = None, norm: str | None = None, palette=None):
+                   shade: tuple[int, int] | None = None, norm: str | None = None, palette=None,
+                   eps: pd.DataFrame | None = None):
     """Two panels: (left) one run around its first spike, loss above and ``series`` below against
     the reference lines ``refs``; (right) the same series aligned on every spike's rise start over
     all runs and seeds: median with the interquartile band. ``norm``: a metric the aligned values
@@ -513,7 +515,7 @@ def _around_spikes(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, s
     runs = _of(runs, experiment)
     if not set(series.values()) <= set(m["metric"].unique()):
         return None
-    eps = episodes(m)
+    eps = episodes(m) if eps is None else eps
     if eps.empty:
         return None
     first = _first_spike_window(eps, runs, before, after)
@@ -578,7 +580,8 @@ def _around_spikes(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, s
     return fig
 
 
-def fig_curvature(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, before: int = 60, after: int = 30):
+def fig_curvature(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, before: int = 60, after: int = 30,
+                  eps: pd.DataFrame | None = None):
     """λ_max(Ĥ) and λ_grad(Ĥ) = gᵀĤg/‖g‖² of the preconditioned Hessian Ĥ = D^½HD^½,
     D = diag(1/(√v̂+ε)), against 2/η (Bai et al. 2025 §4) and Adam's momentum limit 38/η, around
     spikes. The curvature logged at step t is measured after step t."""
@@ -590,10 +593,12 @@ def fig_curvature(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, be
     return _around_spikes(metrics, runs, experiment, series, refs, r"eigenvalue (same units as $1/\eta$; log)",
                           f"{experiment}: preconditioned curvature against 2/η around loss spikes ({{n_seeds}})",
                           before, after, norm="threshold_2_over_lr",
-                          palette={lmax: sns.color_palette("colorblind")[0], lgrad: sns.color_palette("colorblind")[2]})
+                          palette={lmax: sns.color_palette("colorblind")[0], lgrad: sns.color_palette("colorblind")[2]},
+                          eps=eps)
 
 
-def fig_rms_lead(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, before: int = 30, after: int = 15):
+def fig_rms_lead(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, before: int = 30, after: int = 15,
+                 eps: pd.DataFrame | None = None):
     """RMS_t = √mean(g²/max(v̂, ε²)) per layer (StableAdamW's, Wortsman et al. 2023 §3.4), with v̂
     from before the step, around loss spikes; the W1 window (1–8 steps before the rise) shaded."""
     m = _of(metrics, experiment)
@@ -604,79 +609,101 @@ def fig_rms_lead(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, bef
     return _around_spikes(metrics, runs, experiment, series, {r"RMS$_t$ = 1 ($\hat v$ underestimates $g^2$)": 1.0},
                           r"RMS$_t = \sqrt{\mathrm{mean}(g^2/\hat v)}$ (log)",
                           f"{experiment}: RMS_t per layer leading the loss spikes ({{n_seeds}})", before, after,
-                          shade=(-8, -1))
+                          shade=(-8, -1), eps=eps)
 
 
 # ------------------------------------------------------------------------------- leaderboard
-def leaderboard_table(root: Path | str, metrics: pd.DataFrame, runs: pd.DataFrame,
-                      experiment: str = "mitigations") -> pd.DataFrame:
-    """The mitigation leaderboard as rows (arm, spikes_per_1k, ci_low, ci_high, seeds).
+LEADERBOARD_PANELS = (("spikes_per_1k_h3", "spikes per 1k steps (> 3× median of previous 100)", False),
+                      ("final_loss", "final loss (median of the last 5% of steps; log)", True))
 
-    Hook: ``replicate.leaderboard`` (tag ``leaderboard``) owns the numbers; when it exposes a
-    ``table(root)`` (or ``leaderboard(root)``) returning a DataFrame, that is used as is.
-    Otherwise the spikes per 1k steps (> 3×) of the ``mitigations`` experiment's runs per arm,
-    mean and 95% t interval over seeds."""
+
+def leaderboard_table(root: Path | str, metrics: pd.DataFrame | None = None, runs: pd.DataFrame | None = None,
+                      experiment: str = "mitigations") -> pd.DataFrame:
+    """The mitigation leaderboard: one row per workload × arm with ``<m>``, ``<m>_lo``, ``<m>_hi``
+    (mean and 95% t interval over seeds) for m in spikes_per_1k_h3 and final_loss, and ``seeds``.
+
+    ``replicate.leaderboard.table(root)`` owns these numbers and is used when it is there. Without
+    it (the hook's fallback): the ``mitigations`` experiment's runs per arm (``label``, or the
+    swept keys), spikes per 1k steps (> 3×) and the median loss of the last 5% of steps."""
     try:
-        from .. import leaderboard as lb  # noqa: F401
+        from .. import leaderboard as lb
     except ImportError:
         lb = None
-    for name in ("table", "leaderboard"):
-        fn = getattr(lb, name, None) if lb is not None else None
-        if callable(fn):
-            t = fn(root)
-            if isinstance(t, pd.DataFrame) and not t.empty:
-                return _normalise_leaderboard(t)
+    if lb is not None and callable(getattr(lb, "table", None)):
+        return lb.table(root)
+    if runs is None:
+        runs = results.runs(root, experiment=experiment)
+    if metrics is None:
+        metrics = results.load(root, experiment=experiment, metrics=["loss"]) if not runs.empty else pd.DataFrame()
     table = spike_table(metrics, runs, experiment)
     if table.empty:
         return pd.DataFrame()
     r = _of(runs, experiment)
-    labels = dict(zip(r["run_id"], arm_labels(r)))
-    table["arm"] = table["run_id"].map(labels)
+    labels = dict(zip(r["run_id"], r["label"] if "label" in r and r["label"].notna().all() else arm_labels(r)))
+    loss = _of(metrics, experiment)
+    loss = loss[loss["metric"] == "loss"].sort_values("step")
+    final = loss.groupby("run_id")["value"].apply(lambda v: float(np.median(v.to_numpy()[-max(1, len(v) // 20):])))
+    table = table.assign(arm=table["run_id"].map(labels), final_loss=table["run_id"].map(final),
+                         workload=table.get("model.name", "all"))
     rows = []
-    for arm, g in table.groupby("arm"):
-        mean, lo, hi = _interval(g["spikes_per_1k_h3"])
-        rows.append({"arm": arm, "spikes_per_1k": mean, "ci_low": lo, "ci_high": hi, "seeds": g["seed"].nunique()})
-    return pd.DataFrame(rows)
-
-
-def _normalise_leaderboard(t: pd.DataFrame) -> pd.DataFrame:
-    """Map a leaderboard table's columns onto (arm, spikes_per_1k, ci_low, ci_high, seeds)."""
-    cols = {c.lower(): c for c in t.columns}
-    pick = lambda *names: next((cols[n] for n in names if n in cols), None)  # noqa: E731
-    arm = pick("arm", "mitigation", "name", "label")
-    val = pick("spikes_per_1k", "spikes_per_1k_h3", "spike_rate", "value")
-    if arm is None or val is None:
-        return pd.DataFrame()
-    out = pd.DataFrame({"arm": t[arm].astype(str), "spikes_per_1k": t[val].astype(float)})
-    lo, hi = pick("ci_low", "spikes_per_1k_lo", "lo"), pick("ci_high", "spikes_per_1k_hi", "hi")
-    out["ci_low"] = t[lo].astype(float) if lo else np.nan
-    out["ci_high"] = t[hi].astype(float) if hi else np.nan
-    seeds = pick("seeds", "n_seeds", "n")
-    out["seeds"] = t[seeds].map(lambda s: len(s) if isinstance(s, (list, tuple)) else s) if seeds else np.nan
-    return out
+    for (workload, arm), g in table.groupby(["workload", "arm"]):
+        row = {"workload": workload, "arm": arm, "seeds": sorted(int(s) for s in g["seed"])}
+        for m, col in (("spikes_per_1k_h3", "spikes_per_1k_h3"), ("final_loss", "final_loss")):
+            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = _interval(g[col])
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values(["workload", "spikes_per_1k_h3", "final_loss"]).reset_index(drop=True)
 
 
 def fig_leaderboard(table: pd.DataFrame, title: str = "mitigations"):
-    """Spikes per 1k steps per mitigation, mean with its 95% interval over seeds, fewest first."""
-    if table is None or table.empty:
+    """Per workload, spikes per 1k steps and final loss per mitigation arm, mean with its 95% t
+    interval over seeds, in the table's order (fewest spikes first)."""
+    if table is None or table.empty or "arm" not in table.columns:
         return None
-    t = table.sort_values("spikes_per_1k").reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(6.5, 0.32 * len(t) + 1.6))
-    y = np.arange(len(t))
-    err = np.array([(t["spikes_per_1k"] - t["ci_low"]).clip(lower=0).fillna(0),
-                    (t["ci_high"] - t["spikes_per_1k"]).clip(lower=0).fillna(0)])
-    ax.errorbar(t["spikes_per_1k"], y, xerr=err, fmt="o", color=sns.color_palette("colorblind")[0], capsize=3,
-                label="mean, 95% interval over seeds")
-    ax.set_yticks(y, [f"{a} (n={int(s) if s == s else '?'})" for a, s in zip(t["arm"], t["seeds"])], fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("spikes per 1k steps (> 3× median of previous 100)")
-    ax.set_ylabel("mitigation (n = seeds)")
-    ax.set_xlim(left=0)
-    ax.legend(fontsize=8, loc="lower right")
-    seeds = t["seeds"].dropna()
-    n = f"{int(seeds.min())}–{int(seeds.max())} seeds" if len(seeds) and seeds.min() != seeds.max() else \
-        (_seeds(int(seeds.iloc[0])) if len(seeds) else "seeds unknown")
-    ax.set_title(f"{title}: spike rate per mitigation ({n} per arm)", fontsize=9.5)
+    panels = [p for p in LEADERBOARD_PANELS if p[0] in table.columns]
+    if not panels:
+        return None
+    if "workload" not in table.columns:
+        table = table.assign(workload="all")
+    workloads = list(dict.fromkeys(table["workload"]))
+    sizes = [int((table["workload"] == w).sum()) for w in workloads]
+    fig, axes = plt.subplots(len(workloads), len(panels), figsize=(4.2 * len(panels) + 2.4, 0.24 * sum(sizes) + 1.3 * len(workloads)),
+                             squeeze=False, gridspec_kw={"height_ratios": sizes})
+    colour = sns.color_palette("colorblind")
+    n_seeds = set()
+    for i, w in enumerate(workloads):
+        t = table[table["workload"] == w].reset_index(drop=True)
+        seeds = t["seeds"].map(lambda s: len(s) if isinstance(s, (list, tuple)) else s)
+        n_seeds.update(int(x) for x in seeds.dropna())
+        y = np.arange(len(t))
+        for j, (m, xlabel, logx) in enumerate(panels):
+            ax = axes[i][j]
+            v = t[m].astype(float).replace([np.inf, -np.inf], np.nan)
+            lo = t.get(f"{m}_lo", v).astype(float).replace([np.inf, -np.inf], np.nan)
+            hi = t.get(f"{m}_hi", v).astype(float).replace([np.inf, -np.inf], np.nan)
+            err = np.array([(v - lo).clip(lower=0).fillna(0), (hi - v).clip(lower=0).fillna(0)])
+            ax.errorbar(v, y, xerr=err, fmt="o", ms=4, color=colour[j], capsize=2.5, lw=1,
+                        label="mean, 95% t interval over seeds")
+            base = t.index[t["arm"] == "adam"]
+            if len(base) and np.isfinite(v[base[0]]):
+                ax.axvline(v[base[0]], color="0.4", ls="--", lw=0.9, label="plain Adam (the baseline arm)")
+            if logx and (v > 0).any():
+                ax.set_xscale("log")
+            elif not logx:
+                ax.set_xlim(left=0)
+            ax.set_ylim(len(t) - 0.5, -0.5)
+            if j == 0:
+                diverged = t["diverged"] if "diverged" in t.columns else pd.Series(0, index=t.index)
+                ax.set_yticks(y, [f"{a} (n={n}{', ' + str(d) + ' diverged' if d else ''})"
+                                  for a, n, d in zip(t["arm"], seeds, diverged)], fontsize=7.5)
+                ax.set_ylabel(f"{w}: mitigation arm (n = seeds)")
+            else:
+                ax.set_yticks(y, [""] * len(y))
+            ax.set_xlabel(xlabel, fontsize=8)
+            ax.set_title(f"{w} workload", fontsize=9)
+    handles, labels = _legend_entries(axes)
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=8, frameon=False)
+    n = (f"{min(n_seeds)}–{max(n_seeds)} seeds" if len(n_seeds) > 1 else _seeds(next(iter(n_seeds)))) if n_seeds else "seeds unknown"
+    fig.suptitle(f"{title}: spikes and final loss per mitigation ({n} per arm), fewest spikes first", fontsize=10)
     fig.tight_layout()
     return fig
 

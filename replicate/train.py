@@ -12,6 +12,9 @@ PaLM-style rollback as a snapshot at the top of a step and a spike check after t
 ``train.precision`` (fp32, bf16, fp16 with ``train.loss_scale``) wraps the forward pass in autocast
 and, for fp16, scales the loss and unscales the (fp16-rounded) gradients before clip, probes and
 the step (replicate/precision.py).
+Under torchrun (replicate/distributed.py) the same loop runs on every rank: DDP around the loss,
+each rank a contiguous shard of the global batch, ``train.grad_accum`` micro-batches per step,
+optional ZeRO-1 (``dist.zero``); only rank 0 writes results and runs the probes.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import subprocess
 import sys
 import time
 import traceback
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -34,7 +38,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from . import mitigations, results
+from . import distributed, mitigations, results
 from .config import ConfigError, check_writable, validate
 from .data import build_data
 from .models import build_model
@@ -59,20 +63,26 @@ def run(cfg: Any) -> dict:
     if manifest and manifest.get("status") in results.FINISHED:
         return {**manifest, "skipped": True}  # a rerun of a finished sweep trains nothing
     model, data, opt = _build(cfg)  # before writing anything, so bad values leave no folder
+    d = distributed.info()  # rank 0 of 1 outside torchrun; only rank 0 writes
 
-    results.atomic_write(rdir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     manifest = _manifest(cfg, rdir, status="running")
-    results.write_manifest(rdir, manifest)
+    manifest["memory"] = distributed.memory_report(model, opt, d, zero=_zero(cfg))  # every rank's state bytes
+    if d.main:
+        results.atomic_write(rdir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+        results.write_manifest(rdir, manifest)
     t0 = time.perf_counter()
     try:
         status, steps_done = _loop(cfg, rdir, model, data, opt, manifest)
     except BaseException as e:
         manifest.update(status="failed", error="".join(traceback.format_exception(e)),
                         wall_time_s=manifest["wall_time_s"] + time.perf_counter() - t0)
-        results.write_manifest(rdir, manifest)
+        if d.main:
+            results.write_manifest(rdir, manifest)
         raise
     manifest.update(status=status, steps_done=steps_done, finished=_now(),
                     wall_time_s=manifest["wall_time_s"] + time.perf_counter() - t0)
+    if not d.main:
+        return manifest
     results.write_manifest(rdir, manifest)
     if not cfg["train"].get("keep_checkpoint", False):
         (rdir / "checkpoint.pt").unlink(missing_ok=True)
@@ -91,8 +101,17 @@ def _build(cfg: dict):
     np.random.seed(seed)
     torch.manual_seed(seed)
     device = _device(cfg.get("device", "auto"))
+    d = distributed.setup(device)  # joins the process group under torchrun
     mit = _checked("mitigation", mitigations.options, cfg.get("mitigation"))
-    model = _checked("model", build_model, cfg["model"]).to(device)
+    zero = _zero(cfg)
+    if zero and ({"v_init", "rollback"} & set(mit) or (cfg.get("probe") or {}).get("every")):
+        raise ConfigError("dist.zero=true shards the optimizer state: probes, mitigation.v_init and "
+                          "mitigation.rollback need all of it; use dist.zero=false (plain DDP) with them")
+    parts, rows = d.world * cfg["train"].get("grad_accum", 1), (cfg.get("data") or {}).get("batch_size")
+    if parts > 1 and isinstance(rows, int) and rows % parts:
+        raise ConfigError(f"data.batch_size={rows} does not split into world size {d.world} x "
+                          f"train.grad_accum={cfg['train'].get('grad_accum', 1)} equal parts")
+    model = _checked("model", build_model, {k: v for k, v in cfg["model"].items() if k != "compile"}).to(device)
     if "embed_shrink" in mit:
         _checked("mitigation.embed_shrink", lambda kw: mitigations.embed_shrink(model, **kw), mit["embed_shrink"])
     data = _checked("data", build_data, cfg["data"])
@@ -108,8 +127,10 @@ def _build(cfg: dict):
     try:
         if "beta_schedule" in mit:
             variant = mitigations.beta_schedule(variant, **mit["beta_schedule"])
-        opt = TransformOptimizer(params, variant, schedule=schedule,
-                                 compile=bool(ocfg.get("compile", False)), **hparams)
+        def make(ps):
+            return TransformOptimizer(ps, variant, schedule=schedule, compile=bool(ocfg.get("compile", False)),
+                                      **hparams)
+        opt = distributed.ShardedOptimizer(params, make, d) if zero else make(params)  # dist.zero: ZeRO-1
     except HyperparameterError as e:
         where = "mitigation.beta_schedule" if e.key == "name" and "beta_schedule" in mit else "optimizer"
         raise ConfigError(f"{where}.{e.key}: {e}") from None
@@ -135,11 +156,14 @@ def _loop(cfg: dict, rdir: Path, model, data, opt, manifest: dict) -> tuple[str,
     steps, log_every, ckpt_every = tcfg["steps"], tcfg.get("log_every", 1), tcfg.get("checkpoint_every", 0)
     device = next(model.parameters()).device
     ckpt_path = rdir / "checkpoint.pt"
-    probes = _probes(cfg, model, opt, data, device)
+    d = distributed.info()
+    accum, val_every = tcfg.get("grad_accum", 1), tcfg.get("val_every", 0)
+    probes = _probes(cfg, model, opt, data, device) if d.main else None  # rank 0 sees the full view
     if probes is not None and probes.notes:  # e.g. SGD has no v: say which probes do not apply
         print(f"probes: {probes.notes}", file=sys.stderr)
         manifest["probe_notes"] = probes.notes
-        results.write_manifest(rdir, manifest)
+        if d.main:
+            results.write_manifest(rdir, manifest)
     mit = mitigations.options(cfg.get("mitigation"))
     clip = mit.get("clip")
     rollback = mitigations.Rollback(**mit["rollback"]) if "rollback" in mit else None
@@ -158,24 +182,32 @@ def _loop(cfg: dict, rdir: Path, model, data, opt, manifest: dict) -> tuple[str,
             rollback.load_state_dict(ck["rollback"])
         prec.load_state_dict(ck.get("precision"))
         rows, start = ck["rows"], ck["step"]
+    step_model = distributed.LossModule(model)  # forward(batch) = model.loss(batch)
+    if d.world > 1:
+        step_model = torch.nn.parallel.DistributedDataParallel(
+            step_model, device_ids=[device] if device.type == "cuda" else None)
+    if cfg["model"].get("compile", False):
+        step_model = torch.compile(step_model)
 
     status = "done"
-    bar = tqdm(initial=start, total=steps, disable=not cfg.get("progress", True),
+    bar = tqdm(initial=start, total=steps, disable=not (cfg.get("progress", True) and d.main),
                desc=f"{cfg.get('name', 'run')} seed={cfg['seed']}", mininterval=1.0, leave=False)
     step = start
     while step < steps:
         if rollback is not None:
             rollback.snapshot(step, model, opt, data, probes, rows)
         batch = _to(data.next(), device)
-        with prec.autocast():  # train.precision: bf16/fp16 autocast of the forward pass (replicate/precision.py)
-            loss = model.loss(batch)
+        opt.zero_grad(set_to_none=True)
+        scale = prec.scale()
+        # forward (autocast of train.precision) and backward of each micro-batch of this rank's shard;
+        # loss: the global batch's, averaged over micro-batches and ranks
+        loss = _forward_backward(step_model, distributed.microbatches(batch, d, accum), prec)
         if rollback is not None and rollback.spiked(loss.item()):
             step = rollback.restore(step, model, opt, data, probes, rows)  # back ~N steps, skip M batches
             bar.n = step
             continue
-        opt.zero_grad(set_to_none=True)
-        scale = prec.scale()
-        prec.backward(loss)  # fp16: (loss x s).backward()
+        val = _val_loss(model, data, prec, device) if d.main and val_every and (
+            step % val_every == 0 or step == steps - 1) else None  # same parameters as this step's loss
         prec.unscale(opt)  # fp16: each gradient rounded to fp16, then / s; fp32, bf16: nothing
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else None
@@ -189,27 +221,58 @@ def _loop(cfg: dict, rdir: Path, model, data, opt, manifest: dict) -> tuple[str,
         probed = probes.after_step(step) if probes is not None and finite else {}
         amp = {"loss_scale": scale, "step_skipped": float(not finite)} if prec.fp16 else {}
         event = rollback.event() if rollback is not None else {}
-        if probed or event or not finite or step % log_every == 0 or step == steps - 1:
+        if probed or event or not finite or val is not None or step % log_every == 0 or step == steps - 1:
             value = loss.item()
             rows.append({"step": step, "loss": value, "lr": lr,
                          "grad_norm": float("nan") if grad_norm is None else grad_norm.item(),
-                         **probed, **event, **amp})
+                         **probed, **event, **amp, **({"val_loss": val} if val is not None else {})})
             if not math.isfinite(value):
                 status = "diverged"
                 break
         step += 1
         bar.update(1)
         if ckpt_every and step % ckpt_every == 0 and step < steps:
-            results.atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                       "data": data.state_dict(), "rng": torch.get_rng_state(),
-                                       "probes": probes.state_dict() if probes is not None else None,
-                                       "rollback": rollback.state_dict() if rollback is not None else None,
-                                       "precision": prec.state_dict(), "rows": rows, "step": step}, ckpt_path)
+            osd = opt.state_dict()  # ZeRO-1: every rank takes part; rank 0 gets the consolidated state
+            if d.main:
+                results.atomic_torch_save({"model": model.state_dict(), "optimizer": osd,
+                                           "data": data.state_dict(), "rng": torch.get_rng_state(),
+                                           "probes": probes.state_dict() if probes is not None else None,
+                                           "rollback": rollback.state_dict() if rollback is not None else None,
+                                           "precision": prec.state_dict(), "rows": rows, "step": step}, ckpt_path)
     bar.close()
+    if d.world > 1:
+        manifest["replica_spread"] = distributed.replica_spread(model)  # 0: every rank holds the same params
+    if not d.main:
+        return status, step + 1 if status == "diverged" else step
     results.write_table(rows, rdir / "metrics.parquet")
     if probes is not None and probes.histograms:
         results.write_table(histogram_frame(probes.histograms), rdir / "histograms.parquet")
     return status, step + 1 if status == "diverged" else step
+
+
+def _forward_backward(step_model, micro: list, prec) -> torch.Tensor:
+    """Σ_j ∇(L_j / k) over the k micro-batches (DDP all-reduces on the last one only); returns
+    the detached loss of the global batch, mean_j L_j averaged over ranks."""
+    k, total = len(micro), None
+    for j, mb in enumerate(micro):
+        quiet = j < k - 1 and hasattr(step_model, "no_sync")
+        with step_model.no_sync() if quiet else nullcontext():
+            with prec.autocast():  # train.precision: bf16/fp16 autocast of the forward pass
+                loss = step_model(mb)
+            prec.backward(loss / k if k > 1 else loss)  # fp16: (loss x s).backward()
+        total = loss.detach() if total is None else total + loss.detach()
+    return distributed.mean(total / k if k > 1 else total)
+
+
+@torch.no_grad()
+def _val_loss(model, data, prec, device, batches: int = 1) -> float:
+    """The loss on ``batches`` held-out batches (``data.val_batch``), for ``train.val_every``."""
+    with prec.autocast():
+        return float(sum(model.loss(_to(data.val_batch(i), device)).item() for i in range(batches)) / batches)
+
+
+def _zero(cfg: dict) -> bool:
+    return bool((cfg.get("dist") or {}).get("zero", False))
 
 
 def _probes(cfg: dict, model, opt, data, device) -> Probes | None:
@@ -240,9 +303,7 @@ def _plain(cfg: Any) -> dict:
 
 
 def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    return distributed.local_device(name)  # auto: cuda when present (cuda:LOCAL_RANK under torchrun), else cpu
 
 
 def _to(batch: Any, device: torch.device) -> Any:

@@ -194,8 +194,8 @@ class Rollback:
     both is the number undecided at the end of the run. The step is the one ``snapshot`` was
     last called with (the loop calls it at the top of every step). ``roll_recurring: false``
     trains through a recurring spike instead of rolling it back (which would restore the same
-    snapshot, fewer than ``back`` steps before it), so every rollback is a separate event that
-    goes back ``back`` steps.
+    snapshot, fewer than ``back`` steps before it), and through any spike with no snapshot at
+    least ``back`` steps old, so every rollback is a separate event that goes back ``back`` steps.
     """
 
     def __init__(self, *, every: int = 10, back: int = 100, skip: int = 200, window: int = 100,
@@ -251,6 +251,9 @@ class Rollback:
             self.pending = {**self.pending, **self._outcomes()}
             if recurred and not self.roll_recurring:
                 return False  # counted, trained through: the next rollback goes back `back` steps again
+        if spike and not self.roll_recurring and step is not None \
+                and not any(s["step"] <= step - self.back for s in self.snapshots):
+            return False  # no snapshot `back` steps old (a cluster right after a restore): trained through
         return spike and self.count < self.max_rollbacks
 
     def _outcomes(self) -> dict[str, float]:

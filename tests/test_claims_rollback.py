@@ -7,8 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from replicate import mitigations, results, train
+from replicate.optim import make
 from replicate.claims import CLAIMS, _load_modules, evaluate
 from replicate.claims.rollback import m11
 from replicate.data import Regression
@@ -157,12 +159,22 @@ def test_rollback_outcome_unit_and_state_roundtrip():
 @pytest.mark.parametrize("roll", [True, False])
 def test_a_recurring_spike_is_rolled_back_again_only_with_roll_recurring(roll):
     rb = mitigations.Rollback(every=1, back=0, skip=0, window=10, recur=5, roll_recurring=roll)
+    rb.snapshots.append({"step": 0})  # the spike test reads only the snapshots' steps
     for step in range(10):
         rb.at = step
         assert not rb.spiked(1.0)
     rb.watch_until = 14  # as after a restore from a spike at step 9
     assert rb.spiked(100.0, step=10) is roll and (rb.recurred, rb.clean) == (1, 0)
     assert rb.spiked(100.0, step=11) is True  # outside any window: an ordinary spike, rolled back
+    young = mitigations.Rollback(every=1, back=5, window=10, roll_recurring=roll)
+    for step in range(12):
+        young.snapshot(step, torch.nn.Linear(1, 1), make("adam", [torch.zeros(1, requires_grad=True)]),
+                       Regression(), None, []) if step >= 8 else None  # snapshots from step 8 only
+        young.at = step
+        if step < 11:
+            assert not young.spiked(1.0)
+    # a spike at 11 with no snapshot 5 steps old: rolled back (to the oldest) only with roll_recurring
+    assert young.spiked(100.0) is roll
     with pytest.raises(ValueError, match="roll_recurring"):
         mitigations.Rollback(roll_recurring="no")
 

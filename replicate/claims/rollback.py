@@ -157,7 +157,7 @@ def m11(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
 
     parts = [f"(a) replay: {count('replay')}; replayed loss equals the original bit for bit: "
              f"{'yes' if exact else 'no'} ({int((rp_dec['replayed_loss'] == rp_dec['spike_loss']).sum())}/"
-             f"{len(rp_dec)} events)",
+             f"{len(rp_dec)} runs, their last event)",
              f"(b) skip: {count('skip')} (clean fraction {_fmt(round(frac['skip'], 3))})",
              f"(c) feed: {count('feed')} (clean fraction {_fmt(round(frac['feed'], 3))})"]
     runs_txt = "; ".join(
@@ -168,5 +168,12 @@ def m11(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
     rate = rp["rate_after"].dropna()
     base = (f"; without rollback (the replay runs' timeline) the runs spike again at {rate.mean():.1f} per 1k steps "
             f"after their first spike (per seed {', '.join(f'{x:.1f}' for x in rate)})") if len(rate) else ""
-    detail = "; ".join(parts) + "; per run: " + runs_txt + base
+    ref = ""
+    if len(rate) and {"mitigation.rollback.back", "mitigation.rollback.recur", "mitigation.rollback.feed"} <= set(runs):
+        back, recur, feed = (float(runs[f"mitigation.rollback.{k}"].median()) for k in ("back", "recur", "feed"))
+        rho = rate.mean() / 1000
+        ref = (f"; a crude reference (spikes arriving at that rate, independently): a window of {back + recur:g} "
+               f"steps (skip: restore to spike + {recur:g}) is spike-free with probability "
+               f"{math.exp(-rho * (back + recur)):.3f}, one of {feed + recur:g} (feed) {math.exp(-rho * (feed + recur)):.3f}")
+    detail = "; ".join(parts) + "; per run, its last event: " + runs_txt + base + ref
     return Judgement(verdict, value, lo, hi, [int(s) for s in seeds], detail)

@@ -15,7 +15,7 @@ TINY = ["model.depth=1", "model.width=32", "model.heads=2", "model.compile=false
         "data.context=16", "data.batch_size=8", "train.steps=120", "train.val_every=50", "schedule.warmup_steps=10", "threads=1"]
 
 
-@pytest.mark.parametrize("exp", ["m8_gpu", "m9_gpu", "w1_gpu"])
+@pytest.mark.parametrize("exp", ["m3_gpu", "m7_gpu", "m8_gpu", "m9_gpu", "w1_gpu"])
 def test_gpu_experiments_compose_to_the_gpu_workload(tmp_path, exp):
     cfg = make_cfg([f"experiment={exp}"], tmp_path)
     assert cfg["name"] == exp and cfg["data"]["name"] == "shakespeare" and cfg["data"]["context"] == 256
@@ -27,10 +27,10 @@ def test_gpu_experiments_compose_to_the_gpu_workload(tmp_path, exp):
 
 def test_make_replicate_tier_gpu_selects_the_gpu_experiments():
     _load_modules()
-    assert set(experiments(tier="gpu")) == {"m8_gpu", "m9_gpu", "w1_gpu"} | {
+    assert set(experiments(tier="gpu")) == {"m3_gpu", "m7_gpu", "m8_gpu", "m9_gpu", "w1_gpu"} | {
         CLAIMS[c].experiment for c in CLAIMS if c.endswith("_gpu") and CLAIMS[c].judge is not None}
-    assert not {"m8_gpu", "m9_gpu", "w1_gpu"} & set(experiments(tier="cpu"))
-    for cid in ("M8_gpu", "M9_gpu", "W1_gpu"):
+    assert not {"m3_gpu", "m7_gpu", "m8_gpu", "m9_gpu", "w1_gpu"} & set(experiments(tier="cpu"))
+    for cid in ("M3_gpu", "M7_gpu", "M8_gpu", "M9_gpu", "W1_gpu"):
         assert CLAIMS[cid].tier == "gpu" and CLAIMS[cid].judge is not None
 
 

@@ -132,3 +132,16 @@ def test_mixed_precision_arithmetic_and_measured_state_bytes():
     assert 8000 <= distributed.optimizer_state_bytes(opt) <= 8000 + 64
     sharded = distributed.ShardedOptimizer([p], lambda g: TransformOptimizer(g, "adam"), Dist(1, 2))
     assert sharded.local is None and distributed.optimizer_state_bytes(sharded) == 0  # rank 1 owns nothing
+
+
+def test_probes_clip_and_rollback_run_on_rank_0_under_ddp(tmp_path):
+    from conftest import make_cfg
+
+    gpt = ["model=gpt", "data=markov", "data.batch_size=8", "data.context=16", "model.width=32", "model.heads=2",
+           "train.steps=12", "threads=1", "probe=layers", "probe.every=5", "mitigation=[clip,rollback]",
+           "train.grad_accum=2"]
+    distributed.spawn(make_cfg(gpt, tmp_path), 2)
+    m = manifest(tmp_path)
+    assert m["status"] == "done" and m["replica_spread"] == 0.0
+    df = results.load(tmp_path)
+    assert sorted(df[df["metric"] == "r_frac_sign/embedding"]["step"]) == [0, 5, 10]

@@ -11,7 +11,8 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 RESULTS ?= results
 TIER ?= cpu
 CLAIMS ?=
-LAUNCHER ?= joblib
+# the gpu tier runs one run at a time on the one GPU (tokens/s and MFU are measured per run)
+LAUNCHER ?= $(if $(filter gpu,$(TIER)),basic,joblib)
 EXP ?=
 ARGS ?=
 

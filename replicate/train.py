@@ -79,8 +79,10 @@ def run(cfg: Any) -> dict:
         if d.main:
             results.write_manifest(rdir, manifest)
         raise
-    manifest.update(status=status, steps_done=steps_done, finished=_now(),
-                    wall_time_s=manifest["wall_time_s"] + time.perf_counter() - t0)
+    spent = time.perf_counter() - t0
+    manifest.update(status=status, steps_done=steps_done, finished=_now(), wall_time_s=manifest["wall_time_s"] + spent,
+                    throughput=distributed.throughput(cfg, model, steps_done - manifest.get("start_step", 0), spent,
+                                                      manifest["device"]))  # tokens/s and MFU of this session
     if not d.main:
         return manifest
     results.write_manifest(rdir, manifest)
@@ -182,6 +184,7 @@ def _loop(cfg: dict, rdir: Path, model, data, opt, manifest: dict) -> tuple[str,
             rollback.load_state_dict(ck["rollback"])
         prec.load_state_dict(ck.get("precision"))
         rows, start = ck["rows"], ck["step"]
+    manifest["start_step"] = start  # > 0 after a resume
     step_model = distributed.LossModule(model)  # forward(batch) = model.loss(batch)
     if d.world > 1:
         step_model = torch.nn.parallel.DistributedDataParallel(

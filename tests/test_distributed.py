@@ -145,3 +145,16 @@ def test_probes_clip_and_rollback_run_on_rank_0_under_ddp(tmp_path):
     assert m["status"] == "done" and m["replica_spread"] == 0.0
     df = results.load(tmp_path)
     assert sorted(df[df["metric"] == "r_frac_sign/embedding"]["step"]) == [0, 5, 10]
+
+
+def test_throughput_counts_tokens_and_mfu_only_on_a_known_gpu_in_low_precision():
+    from replicate.models import build_model
+
+    cfg = {"data": {"batch_size": 8, "context": 16}, "model": {"depth": 2, "width": 32}, "train": {"precision": "bf16"}}
+    model = build_model({"name": "gpt", "vocab_size": 256, "context": 16, "depth": 2, "width": 32, "heads": 2})
+    n = sum(p.numel() for p in model.parameters())
+    t = distributed.throughput(cfg, model, steps=100, seconds=2.0, device_name="NVIDIA H100 80GB HBM3")
+    assert t["tokens_per_s"] == 8 * 16 * 100 / 2 and t["flops_per_token"] == 6 * n + 12 * 2 * 32 * 16
+    assert t["mfu"] == pytest.approx(t["flops_per_token"] * t["tokens_per_s"] / 989e12)
+    assert distributed.throughput(cfg, model, 100, 2.0, "x86_64")["mfu"] is None
+    assert distributed.throughput({**cfg, "train": {"precision": "fp32"}}, model, 100, 2.0, "NVIDIA H200")["mfu"] is None

@@ -204,6 +204,25 @@ def test_spike_rates_and_event_alignment_measure_the_synthetic_spikes(synthetic)
     assert med.loc[-3] == 3.0 and med.loc[-4] == 0.05  # the precursor is 3 steps before every rise
 
 
+def test_the_spike_heatmap_draws_one_panel_per_other_arm_never_an_average_over_them():
+    runs, frames = [], []
+    for i, (b2, batch, opt, seed) in enumerate((b2, batch, opt, seed) for b2 in (0.9, 0.999) for batch in (16, 64)
+                                               for opt in ("adam", "lion") for seed in (0, 1)):
+        rid = f"r{i}"
+        runs.append({"run_id": rid, "experiment": "x", "seed": seed, "status": "done", "optimizer.name": opt,
+                     "optimizer.b2": b2, "data.batch_size": batch})
+        m = _spiky_metrics(seed)[["step", "loss"]]
+        if opt == "lion":  # no spikes at all for lion
+            m["loss"] = 1e-3
+        frames.append(m.melt(id_vars="step", var_name="metric").assign(run_id=rid, experiment="x", seed=seed,
+                                                                          status="done"))
+    fig = figures.fig_spike_rates(pd.concat(frames), pd.DataFrame(runs), "x")
+    heatmaps = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert sorted(ax.get_title() for ax in heatmaps) == ["optimizer=adam", "optimizer=lion"]
+    lion = next(ax for ax in heatmaps if ax.get_title() == "optimizer=lion")
+    assert {t.get_text().split("\n")[0] for t in lion.texts} == {"0.0"}
+
+
 def test_a_figure_that_fails_becomes_a_placeholder_not_a_failed_report(tmp_path, monkeypatch):
     root = tmp_path / "results"
     _write_run(root, "tiny", 0, {"optimizer": {"b2": 0.9}}, _spiky_metrics(0))

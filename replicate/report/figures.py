@@ -70,8 +70,11 @@ def arm_labels(runs: pd.DataFrame) -> pd.Series:
     if not keys:
         return pd.Series("all runs", index=runs.index)
 
+    def val(v):  # 8.0 -> 8 (a column read as float because other experiments lack the key)
+        return int(v) if isinstance(v, float) and v.is_integer() and abs(v) < 1e6 else v
+
     def fmt(r):
-        return ", ".join(str(r[k]) if k == "label" else f"{k.split('.')[-2] if k.endswith('.name') else k.split('.')[-1]}={r[k]}"
+        return ", ".join(str(r[k]) if k == "label" else f"{k.split('.')[-2] if k.endswith('.name') else k.split('.')[-1]}={val(r[k])}"
                          for k in keys)
     return runs.apply(fmt, axis=1)
 
@@ -132,8 +135,11 @@ def _thin(df: pd.DataFrame, by: str = "run_id", keep_max: bool = True, max_point
 
 
 def episodes(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Spike episodes of every run in ``metrics`` (``spikes.episodes_of`` on the loss)."""
-    return spikes.episodes_of(metrics[metrics["metric"] == "loss"])
+    """Spike episodes of every run in ``metrics`` (``spikes.episodes_of`` on the loss). A run whose
+    loss goes below 0 (a linear model's θ·g) has none: a ratio to its median means nothing there."""
+    loss = metrics[metrics["metric"] == "loss"]
+    negative = loss.loc[loss["value"] < 0, "run_id"].unique()
+    return spikes.episodes_of(loss[~loss["run_id"].isin(negative)])
 
 
 def _per_run(metrics: pd.DataFrame, names) -> dict[str, pd.DataFrame]:
@@ -194,7 +200,8 @@ def _mark_spikes(ax, eps: pd.DataFrame, loss: pd.Series | None = None, label: bo
 def fig_loss_curves(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, max_points: int = MAX_POINTS,
                     eps: pd.DataFrame | None = None):
     """Training loss over steps, one panel per arm of the sweep (β2, batch size, ε, ...), one line
-    per seed, detected spikes marked at their peak (log scale where the loss is positive)."""
+    per seed, detected spikes marked at their peak (log scale; symmetric log for a loss that can be
+    negative)."""
     runs = _of(runs, experiment)
     loss = _of(metrics, experiment)
     loss = loss[loss["metric"] == "loss"]
@@ -211,7 +218,10 @@ def fig_loss_curves(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, 
     nrow = math.ceil(len(arms) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol + 1.6, 2.5 * nrow + 0.6), squeeze=False,
                              sharex=True, sharey=True)
-    positive = bool((df["value"] > 0).all())  # a linear model's loss (θ·g) can be negative
+    # log scale for losses >= 0 (exact zeros, a converged float64 quadratic, are left off); a linear
+    # model's loss (θ·g) can be negative: symmetric log there
+    nonneg = bool((df["value"] >= 0).all())
+    zeros = nonneg and bool((df["value"] == 0).any())
     for ax, arm in zip(axes.flat, arms):
         d = df[df["arm"] == arm]
         for seed, g in d.groupby("seed"):
@@ -220,18 +230,23 @@ def fig_loss_curves(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, 
         e = eps[eps["arm"] == arm]
         _mark_spikes(ax, e, loss=d["value"])
         n = d["seed"].nunique()
-        ax.set_title(f"{arm}\n{_seeds(n)}, {len(e)} spikes", fontsize=8.5)
+        ax.set_title(f"{arm}\n{_seeds(n)}, " + (f"{len(e)} spikes" if nonneg else "loss < 0: no spike ratio"),
+                     fontsize=8.5)
     for ax in axes.flat[len(arms):]:
         ax.set_visible(False)
-    if positive:
-        axes[0][0].set_yscale("log")
+    if nonneg:
+        axes[0][0].set_yscale("log", nonpositive="mask")
+    else:
+        tiny = df["value"].abs()[df["value"] != 0]
+        axes[0][0].set_yscale("symlog", linthresh=float(tiny.quantile(0.05)) if len(tiny) else 1.0)
     for ax in axes[-1]:
         ax.set_xlabel("step (optimizer steps)")
     for row in axes:
-        row[0].set_ylabel("training loss" + (" (log scale)" if positive else ""))
+        row[0].set_ylabel("training loss" + (" (log)" if nonneg else " (symlog)"))
     handles, labels = _legend_entries(axes)
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
-    fig.suptitle(f"{experiment}: training loss per arm, one line per seed ({_seeds(len(seeds))})", y=1.0)
+    fig.suptitle(f"{experiment}: training loss per arm, one line per seed ({_seeds(len(seeds))})"
+                 + ("; losses of exactly 0 are not drawn on the log axis" if zeros else ""), y=1.0)
     fig.tight_layout()
     return fig
 
@@ -292,11 +307,15 @@ def fig_spike_rates(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str):
         return None
     runs_e = _of(runs, experiment)
     varied = varied_keys(runs_e)
-    keys = [k for k in SWEEP_KEYS if k in varied]
+    # named arms (conf/arm/*: ``label``) are compared as arms, even when they differ in β2 or ε
+    keys = [] if "label" in varied else [k for k in SWEEP_KEYS if k in varied]
     n_seeds = table["seed"].nunique()
     if len(keys) >= 2:
-        return _rate_heatmap(table, keys[0], keys[1], experiment, n_seeds)
-    if keys:
+        # one heatmap per combination of whatever else varies (never averaged over other arms)
+        rest = dict(zip(runs_e["run_id"], arm_labels(runs_e.drop(columns=keys[:2]))))
+        return _rate_heatmap(table.assign(_rest=table["run_id"].map(rest)), keys[0], keys[1], experiment, n_seeds)
+    alone = len(keys) == 1 and set(arm_labels(runs_e.drop(columns=keys))) == {"all runs"}
+    if alone:
         key = keys[0]
         table = table.assign(x=table[key].map(lambda v: _value_label(key, v)))
         order = [_value_label(key, v) for v in _natural(table[key].tolist())]
@@ -338,25 +357,44 @@ def fig_spike_rates(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str):
     return fig
 
 
-def _rate_heatmap(table: pd.DataFrame, xkey: str, ykey: str, experiment: str, n_seeds: int):
+def _rate_heatmap(table: pd.DataFrame, xkey: str, ykey: str, experiment: str, n_seeds: int, max_panels: int = 8):
     xs, ys = _natural(table[xkey].tolist()), _natural(table[ykey].tolist())
-    mean = np.full((len(ys), len(xs)), np.nan)
-    count = np.zeros((len(ys), len(xs)), dtype=int)
-    for (i, y), (j, x) in ((a, b) for a in enumerate(ys) for b in enumerate(xs)):
-        cell = table[(table[ykey].map(repr) == repr(y)) & (table[xkey].map(repr) == repr(x))]
-        if len(cell):
-            mean[i, j] = cell["spikes_per_1k_h3"].mean()
-            count[i, j] = cell["seed"].nunique()
-    annot = np.array([[f"{m:.1f}\n(n={c})" if c else "" for m, c in zip(mr, cr)] for mr, cr in zip(mean, count)])
-    fig, ax = plt.subplots(figsize=(1.1 * len(xs) + 3, 0.75 * len(ys) + 2))
-    sns.heatmap(pd.DataFrame(mean, index=[_value_label(ykey, y) for y in ys],
-                             columns=[_value_label(xkey, x) for x in xs]),
-                annot=annot, fmt="", cmap="rocket_r", ax=ax, annot_kws={"fontsize": 7.5}, rasterized=True,
-                cbar_kws={"label": "spikes per 1k steps (> 3×), mean over seeds"})
-    ax.set_xlabel(_SYMBOL.get(xkey, xkey))
-    ax.set_ylabel(_SYMBOL.get(ykey, ykey))
-    ax.set_title(f"{experiment}: spike rate over {_SYMBOL.get(ykey, ykey)} × {_SYMBOL.get(xkey, xkey)} "
-                 f"(up to {_seeds(n_seeds)} per cell)", fontsize=9.5)
+    panels = sorted(table["_rest"].unique())[:max_panels]
+    ncol = min(len(panels), 3)
+    nrow = math.ceil(len(panels) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * (1.0 * len(xs) + 2.6) + 0.6, nrow * (0.6 * len(ys) + 1.6) + 0.5),
+                             squeeze=False)
+    vmax = max(1e-9, float(table["spikes_per_1k_h3"].max()))
+    for ax, panel in zip(axes.flat, panels):
+        t = table[table["_rest"] == panel]
+        mean = np.full((len(ys), len(xs)), np.nan)
+        count = np.zeros((len(ys), len(xs)), dtype=int)
+        for (i, y), (j, x) in ((a, b) for a in enumerate(ys) for b in enumerate(xs)):
+            cell = t[(t[ykey].map(repr) == repr(y)) & (t[xkey].map(repr) == repr(x))]
+            if len(cell):
+                mean[i, j] = cell["spikes_per_1k_h3"].mean()
+                count[i, j] = cell["seed"].nunique()
+        # drawn by hand (sns.heatmap draws the whole figure once per call to place its tick labels)
+        im = ax.imshow(mean, cmap="rocket_r", vmin=0, vmax=vmax, aspect="auto", interpolation="nearest")
+        for i in range(len(ys)):
+            for j in range(len(xs)):
+                if count[i, j]:
+                    dark = mean[i, j] > 0.55 * vmax
+                    ax.text(j, i, f"{mean[i, j]:.1f}\n(n={count[i, j]})", ha="center", va="center", fontsize=7,
+                            color="white" if dark else "black")
+        ax.set_xticks(range(len(xs)), [_value_label(xkey, x) for x in xs])
+        ax.set_yticks(range(len(ys)), [_value_label(ykey, y) for y in ys])
+        ax.grid(False)
+        fig.colorbar(im, ax=ax, label="spikes per 1k steps (> 3×),\nmean over seeds")
+        ax.set_xlabel(_SYMBOL.get(xkey, xkey))
+        ax.set_ylabel(_SYMBOL.get(ykey, ykey))
+        if len(panels) > 1 or panel != "all runs":
+            ax.set_title(panel, fontsize=8.5)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    more = f"; first {max_panels} of {table['_rest'].nunique()} arms" if table["_rest"].nunique() > max_panels else ""
+    fig.suptitle(f"{experiment}: spike rate over {_SYMBOL.get(ykey, ykey)} × {_SYMBOL.get(xkey, xkey)} "
+                 f"(n = seeds per cell, up to {n_seeds}{more})", fontsize=9.5)
     fig.tight_layout()
     return fig
 
@@ -491,12 +529,13 @@ def fig_grad_rms(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, max
             if q in ("frac_sqrtv_below_eps", "u_over_r"):
                 ax.set_ylim(-0.03, 1.05)
             ax.set_ylabel(ylabel, fontsize=8)
-            ax.set_xlabel("step (optimizer steps)")
+            ax.set_xlabel("step (optimizer steps)" if i == len(arms) - 1 else "")
             n = g["seed"].nunique()
             ax.set_title(f"{arm} ({_seeds(n)})" if len(arms) > 1 or j == 0 else "", fontsize=8.5)
     handles, labels = _legend_entries(axes[:, 0])
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False,
-               title="layer (line: mean,\nband: min–max over seeds)", title_fontsize=7.5)
+    order = sorted(range(len(labels)), key=lambda k: layers.index(labels[k]) if labels[k] in layers else len(layers))
+    fig.legend([handles[k] for k in order], [labels[k] for k in order], loc="center left", bbox_to_anchor=(1.0, 0.5),
+               fontsize=8, frameon=False, title="layer (line: mean,\nband: min–max over seeds)", title_fontsize=7.5)
     fig.suptitle(f"{experiment}: gradient RMS against ε and the stalled fraction per layer ({_seeds(n_seeds)})", y=1.0)
     fig.tight_layout()
     return fig
@@ -754,12 +793,13 @@ def fig_throughput(table: pd.DataFrame):
         if len(copy):
             ax.axvline(copy.iloc[0], color="crimson", ls="--", lw=1, label=f"copy bandwidth {copy.iloc[0]:.1f} GB/s")
         r = d["rounds"].dropna()
-        rounds = f"median of {int(r.min())}–{int(r.max())} rounds" if len(r) else ""
+        rounds = (f"median of {int(r.min())}" + (f"–{int(r.max())}" if r.max() != r.min() else "") + " rounds") if len(r) else ""
         ax.set_title(f"{d['device'].iloc[0]} ({f}), {d['params'].iloc[0] / 1e6:.1f}M fp32 params\n"
                      f"{rounds}; 1 seed (a timing, not a training run)", fontsize=8.5)
         ax.set_xlabel("achieved GB/s (counted bytes per param / step time)")
         ax.set_ylabel("optimizer variant")
-        ax.legend(fontsize=7.5, title="mode", title_fontsize=7.5, loc="lower right")
+        ax.legend(fontsize=7.5, title="mode", title_fontsize=7.5, loc="upper left", bbox_to_anchor=(1.0, 1.0),
+                  frameon=False)
     fig.suptitle("Optimizer step throughput", fontsize=10)
     fig.tight_layout()
     return fig

@@ -35,7 +35,7 @@ from markupsafe import escape
 from .. import results
 from .figures import (arm_labels, bench_table, episodes, fig_curvature, fig_grad_rms, fig_leaderboard,  # noqa: F401
                       fig_loss_curves, fig_rms_lead, fig_spike_rates, fig_throughput, fig_update_histograms,
-                      leaderboard_table, spike_table, varied_keys, SWEEP_KEYS)
+                      leaderboard_table, spike_table, varied_keys, SWEEP_KEYS, _natural_arms)
 
 DPI = 110
 
@@ -225,7 +225,7 @@ def _claim_rows(scorecard: list[dict], figs: dict[str, dict[str, dict]], runs: p
                 f"paper, the workload and why): {n_runs} finished runs, seeds {', '.join(map(str, seeds)) or '–'}, "
                 f"{_fmt(r.get('runtime_s'))} s of training in all. ") if ran else ""
         if ran and not rr.empty:
-            arms = sorted(set(arm_labels(rr)))
+            arms = _natural_arms(rr.assign(arm=arm_labels(rr)))
             if arms != ["all runs"]:
                 what += f"Arms: {escape(', '.join(arms[:12]))}{' …' if len(arms) > 12 else ''}. "
         what += (f"The verdict is {escape(verdict)}: measured {_fmt(r.get('value'))} against the threshold "

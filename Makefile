@@ -43,7 +43,7 @@ replicate: $(VENV)/.installed  ## every claim of TIER (cpu) or CLAIMS=m8,b1, the
 test: $(VENV)/.installed  ## the test suite
 	$(PY) -m pytest -q tests
 
-report: $(VENV)/.installed  ## scorecard and figures from results/ alone, no training
+report: $(VENV)/.installed  ## scorecard, leaderboard, figures and results/report/index.html from results/ alone, no training
 	$(PY) -m replicate.scorecard $(RESULTS)
 	$(PY) -m replicate.leaderboard $(RESULTS)
 	$(PY) -m replicate.report $(RESULTS)

@@ -12,7 +12,10 @@ RESULTS ?= results
 TIER ?= cpu
 CLAIMS ?=
 # the gpu tier runs one run at a time on the one GPU (tokens/s and MFU are measured per run)
-LAUNCHER ?= $(if $(filter gpu,$(TIER)),basic,joblib)
+LAUNCHER ?= joblib
+# make replicate: JOBS experiments side by side, each sweep in-process (one GPU: one at a time)
+JOBS ?= $(if $(filter gpu,$(TIER)),1,2)
+REPLICATE_LAUNCHER ?= basic
 EXP ?=
 ARGS ?=
 
@@ -32,12 +35,9 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed  ## create .venv and install the suite (done by every target on first use)
 
-replicate: $(VENV)/.installed  ## every claim of TIER (cpu) or CLAIMS=m8,b1, then the scorecard and figures
-	@set -e; exps="$$($(PY) -m replicate.scorecard --experiments --tier $(TIER) --claims '$(CLAIMS)')"; \
-	n=$$(echo $$exps | wc -w); i=0; for exp in $$exps; do i=$$((i+1)); \
-	  echo "== [$$i/$$n] $$exp"; \
-	  $(PY) -m replicate -m experiment=$$exp hydra/launcher=$(LAUNCHER) threads=1 results_dir=$(RESULTS) $(ARGS); \
-	done
+replicate: $(VENV)/.installed  ## every claim of TIER (cpu) or CLAIMS=m8,b1, JOBS experiments at once, then the report
+	$(PY) -m replicate.suite --tier $(TIER) --claims '$(CLAIMS)' --jobs $(JOBS) --results-dir $(RESULTS) \
+	  --launcher $(REPLICATE_LAUNCHER) -- $(ARGS)
 	@$(MAKE) --no-print-directory report
 
 test: $(VENV)/.installed  ## the test suite

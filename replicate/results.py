@@ -108,25 +108,38 @@ def run_dir(root: Path | str, cfg: Mapping) -> Path:
 
 
 # ---------------------------------------------------------------------------------------- reading
-def _run_dirs(root: Path) -> Iterable[Path]:
+def _run_dirs(root: Path, experiment: str | None = None) -> Iterable[Path]:
+    """Run folders ``runs/<experiment>/<run id>`` (of one experiment, or all)."""
     base = Path(root) / "runs"
     if not base.is_dir():
         return []
-    return sorted(p for p in base.glob("*/*") if p.is_dir())
+    return sorted(p for p in base.glob(f"{experiment or '*'}/*") if p.is_dir())
+
+
+_CONFIGS: dict[tuple[str, int], dict] = {}  # (config.yaml path, mtime_ns) -> parsed config: written once per run
+
+
+def _config(path: Path) -> dict:
+    import yaml
+
+    file = path / "config.yaml"
+    key = (str(file), file.stat().st_mtime_ns)
+    if key not in _CONFIGS:
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster
+        cfg = yaml.load(file.read_text(), Loader=loader)
+        if not isinstance(cfg, dict):
+            raise ValueError("config.yaml is not a mapping")
+        _CONFIGS[key] = flatten(cfg)
+    return _CONFIGS[key]
 
 
 def _read_run(path: Path) -> tuple[dict, dict] | None:
-    """(manifest, config) of a run folder, or None with a warning when it is unreadable."""
-    import yaml
-
+    """(manifest, flattened config) of a run folder, or None with a warning when it is unreadable."""
     try:
         manifest = read_manifest(path)
         if manifest is None:
             raise ValueError("no manifest.json")
-        cfg = yaml.safe_load((path / "config.yaml").read_text())
-        if not isinstance(cfg, dict):
-            raise ValueError("config.yaml is not a mapping")
-        return manifest, cfg
+        return manifest, _config(path)
     except Exception as e:  # corrupt or half-written: report and skip, never fatal
         warnings.warn(f"skipping unreadable run folder {path}: {e}", stacklevel=3)
         return None
@@ -136,7 +149,7 @@ def runs(root: Path | str = "results", experiment: str | None = None) -> pd.Data
     """One row per run: run_id, experiment, seed, status, wall_time_s, path, then the flattened
     config (dotted keys such as ``optimizer.b2``)."""
     rows = []
-    for path in _run_dirs(Path(root)):
+    for path in _run_dirs(Path(root), experiment):
         read = _read_run(path)
         if read is None:
             continue
@@ -152,7 +165,7 @@ def runs(root: Path | str = "results", experiment: str | None = None) -> pd.Data
             "steps_done": manifest.get("steps_done"),
             "path": str(path),
         }
-        row.update(flatten(cfg))
+        row.update(cfg)
         rows.append(row)
     cols = ["run_id", "experiment", "seed", "status", "wall_time_s", "steps_done", "path"]
     return pd.DataFrame(rows, columns=None if rows else cols)

@@ -1,0 +1,119 @@
+"""Run every experiment of a tier (or of some claims), several at once: what ``make replicate`` runs.
+
+``python -m replicate.suite [--tier cpu] [--claims m8,b1] [--jobs 2] [--results-dir results]
+[--launcher basic] [-- overrides...]`` starts one ``python -m replicate -m experiment=<name>
+threads=1`` per experiment, ``--jobs`` at a time, the most expensive first (sweep points x steps,
+so the long ones do not finish last), each experiment's output in
+``<results_dir>/logs/<experiment>.log``. A progress bar counts finished experiments, and one line
+per experiment says how its runs ended. An experiment whose process fails is reported and the
+others go on; the exit code is then 1. Runs already finished are skipped (their folder is named by
+the config's hash), so a killed ``make replicate`` started again resumes where it stopped.
+
+Why processes and not one big Hydra sweep: every experiment has its own sweep (its own keys), and
+running two experiments side by side, each with the in-process ``basic`` launcher, keeps both
+cores busy without each sweep paying for a pool of worker processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, wait
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from tqdm import tqdm
+
+from .scorecard import experiments
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+
+
+def cost(experiment: str, conf: Path = CONF) -> float:
+    """A rough cost to order experiments by: points of its sweep x its train.steps."""
+    try:
+        cfg = yaml.safe_load((conf / "experiment" / f"{experiment}.yaml").read_text()) or {}
+        default = yaml.safe_load((conf / "config.yaml").read_text()).get("train", {}).get("steps", 1000)
+    except (OSError, yaml.YAMLError):
+        return 0.0
+    params = (cfg.get("hydra") or {}).get("sweeper", {}).get("params", {}) or {}
+    parser = OverridesParser.create()
+    points = 1
+    for key, value in params.items():
+        o = parser.parse_override(f"{key}={value}")
+        points *= len(list(o.sweep_string_iterator())) if o.is_sweep_override() else 1
+    return float(points * ((cfg.get("train") or {}).get("steps") or default))
+
+
+def _summary(log: Path) -> str:
+    """The sweep's own last line ("sweep finished: 12 runs: 12 done"), or the last line of the log."""
+    try:
+        lines = [x for x in log.read_text(errors="replace").splitlines() if x.strip()]
+    except OSError:
+        return ""
+    done = [x for x in lines if x.startswith("sweep finished:")]
+    return (done or lines or [""])[-1][:200]
+
+
+def run(names: list[str], *, jobs: int = 2, results_dir: str = "results", launcher: str = "basic",
+        overrides: list[str] = (), python: str = sys.executable) -> int:
+    """Run the experiments ``names``, ``jobs`` at a time; the number of experiments that failed."""
+    logs = Path(results_dir) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    names = sorted(names, key=cost, reverse=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    def one(name: str) -> tuple[str, int, float]:
+        t0 = time.time()
+        cmd = [python, "-m", "replicate", "-m", f"experiment={name}", f"hydra/launcher={launcher}",
+               "threads=1", f"results_dir={results_dir}", *overrides]
+        with open(logs / f"{name}.log", "w") as out:
+            rc = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        return name, rc, time.time() - t0
+
+    failed = []
+    with ThreadPoolExecutor(max(1, jobs)) as pool, \
+            tqdm(total=len(names), desc="experiments", unit="exp", file=sys.stdout) as bar:
+        pending = {pool.submit(one, n): n for n in names}
+        running = set(pending.values())
+        while pending:
+            bar.set_postfix_str(", ".join(sorted(running))[:60])
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for f in done:
+                name, rc, secs = f.result()
+                running.discard(pending.pop(f))
+                status = _summary(logs / f"{name}.log")
+                if rc != 0:
+                    failed.append(name)
+                    status = f"FAILED (exit {rc}; see {logs / f'{name}.log'}): {status}"
+                bar.write(f"{name:<26} {secs:6.0f} s  {status}")
+                bar.update(1)
+    if failed:
+        print(f"{len(failed)} experiment(s) failed: {', '.join(failed)}", file=sys.stderr)
+    return len(failed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tier", default="cpu", choices=("cpu", "gpu"))
+    p.add_argument("--claims", default="", help="comma-separated claim ids (default: every claim of the tier)")
+    p.add_argument("--jobs", type=int, default=2, help="experiments run at once (default 2)")
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--launcher", default="basic", help="Hydra launcher of each experiment's sweep")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides for every run (after --)")
+    args = p.parse_args(argv)
+    if args.jobs < 1:
+        p.error(f"--jobs={args.jobs} is not allowed: at least 1")
+    names = experiments(args.claims, args.tier)
+    print(f"{len(names)} experiments, {args.jobs} at a time; logs in {args.results_dir}/logs/")
+    return 1 if run(names, jobs=args.jobs, results_dir=args.results_dir, launcher=args.launcher,
+                    overrides=args.overrides) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

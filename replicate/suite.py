@@ -68,7 +68,10 @@ def run(names: list[str], *, jobs: int = 2, results_dir: str = "results", launch
     names = sorted(names, key=cost, reverse=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
+    running: set[str] = set()  # started and not finished (the threads add, the loop below removes)
+
     def one(name: str) -> tuple[str, int, float]:
+        running.add(name)
         t0 = time.time()
         cmd = [python, "-m", "replicate", "-m", f"experiment={name}", f"hydra/launcher={launcher}",
                "threads=1", f"results_dir={results_dir}", *overrides]
@@ -77,12 +80,14 @@ def run(names: list[str], *, jobs: int = 2, results_dir: str = "results", launch
         return name, rc, time.time() - t0
 
     failed = []
+    # no ETA: experiments differ in cost by 100x, the longest run first
+    fmt = "{l_bar}{bar}| {n_fmt}/{total_fmt} experiments [{elapsed}] {postfix}"
     with ThreadPoolExecutor(max(1, jobs)) as pool, \
-            tqdm(total=len(names), desc="experiments", unit="exp", file=sys.stdout) as bar:
+            tqdm(total=len(names), desc="make replicate", bar_format=fmt, file=sys.stdout) as bar:
         pending = {pool.submit(one, n): n for n in names}
-        running = set(pending.values())
         while pending:
-            bar.set_postfix_str(", ".join(sorted(running))[:60])
+            time.sleep(0.2)  # let the pool start its first experiments before naming them
+            bar.set_postfix_str("running: " + ", ".join(sorted(running)))
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for f in done:
                 name, rc, secs = f.result()

@@ -508,8 +508,12 @@ def fig_grad_rms(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, max
         return None
     d = d.assign(quantity=d["metric"].str.split("/").str[0], layer=d["metric"].str.split("/").str[1])
     palette = dict(zip(layers, sns.color_palette("viridis", len(layers))))
+    # one x range for every panel, set by hand: ``sharex=True`` ties all the axes together, and
+    # laying out n shared axes costs O(n²) (every axes walks its siblings on each limit update)
     fig, axes = plt.subplots(len(arms), len(panels), figsize=(3.6 * len(panels) + 1.4, 2.6 * len(arms) + 0.6),
-                             squeeze=False, sharex=True)
+                             squeeze=False)
+    xlim = (float(d["step"].min()), float(d["step"].max()))
+    xlim = (xlim[0] - 0.05 * (xlim[1] - xlim[0]), xlim[1] + 0.05 * (xlim[1] - xlim[0])) if xlim[1] > xlim[0] else None
     n_seeds = d["seed"].nunique()
     for i, arm in enumerate(arms):
         for j, (q, ylabel) in enumerate(panels):
@@ -530,6 +534,10 @@ def fig_grad_rms(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, max
                 ax.set_ylim(-0.03, 1.05)
             ax.set_ylabel(ylabel, fontsize=8)
             ax.set_xlabel("step (optimizer steps)" if i == len(arms) - 1 else "")
+            if xlim is not None:
+                ax.set_xlim(*xlim)
+            if i < len(arms) - 1:
+                ax.tick_params(labelbottom=False)
             n = g["seed"].nunique()
             ax.set_title(f"{arm} ({_seeds(n)})" if len(arms) > 1 or j == 0 else "", fontsize=8.5)
     handles, labels = _legend_entries(axes[:, 0])

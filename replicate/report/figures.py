@@ -580,6 +580,8 @@ def _around_spikes(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, s
     top.scatter(mine["peak"], mine["peak_loss"], label="spike (> 3× median of previous 100)", **SPIKE)
     top.set_ylabel("loss")
     for label, col in series.items():
+        if col not in w.columns:  # arms of one experiment may have different layers (a GPT and a quadratic)
+            continue
         s = w[col].dropna()
         ax.plot(s.index, s.to_numpy(), lw=1, marker="." if len(s) < 200 else None, ms=3, color=palette[label], label=label)
     for k, (label, v) in enumerate(refs.items()):

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -33,3 +35,15 @@ def cfg_factory(tmp_path):
     def factory(*overrides: str, results_dir: Path | None = None) -> dict:
         return make_cfg(list(overrides), results_dir or tmp_path / "results")
     return factory
+
+
+def tidy(series: dict[str, dict[str, np.ndarray]], seeds: dict[str, int]) -> pd.DataFrame:
+    """A tidy metrics frame (as results.load): run id -> {metric: values per step (NaN = not logged)}."""
+    frames = []
+    for rid, metrics in series.items():
+        for name, values in metrics.items():
+            steps = np.arange(len(values))
+            ok = np.isfinite(values)
+            frames.append(pd.DataFrame({"run_id": rid, "experiment": "x", "seed": seeds[rid], "status": "done",
+                                        "step": steps[ok], "metric": name, "value": values[ok]}))
+    return pd.concat(frames, ignore_index=True)

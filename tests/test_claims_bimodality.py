@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import tidy
 from scipy import stats
 
 from replicate import train
@@ -17,18 +18,6 @@ from replicate.claims.bimodality import M7_K, auroc, bimodality_onset, m3, m7, s
 _load_modules()
 LAYERS = ("embedding", "block0", "head")
 BATCHES = (4, 16, 64, 256)
-
-
-def tidy(series: dict[str, dict[str, np.ndarray]], seeds: dict[str, int]) -> pd.DataFrame:
-    """A tidy metrics frame (as results.load): run id -> {metric: values per step (NaN = not logged)}."""
-    frames = []
-    for rid, metrics in series.items():
-        for name, values in metrics.items():
-            steps = np.arange(len(values))
-            ok = np.isfinite(values)
-            frames.append(pd.DataFrame({"run_id": rid, "experiment": "x", "seed": seeds[rid], "status": "done",
-                                        "step": steps[ok], "metric": name, "value": values[ok]}))
-    return pd.concat(frames, ignore_index=True)
 
 
 def test_the_judges_are_registered_in_place_of_the_pending_placeholders():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import tidy
 
 from replicate.claims import CLAIMS, _load_modules
 from replicate.claims.batch import m9
@@ -14,18 +15,6 @@ from replicate.claims.precursors import _onset_crossing, b2, w1
 _load_modules()
 N = 1200
 SPIKES = (300, 500, 700, 900, 1100)  # rise starts = 3x crossings: the loss jumps in one step
-
-
-def tidy(series: dict[str, dict[str, np.ndarray]], seeds: dict[str, int]) -> pd.DataFrame:
-    """A tidy metrics frame (as results.load): run id -> {metric: values per step (NaN = not logged)}."""
-    frames = []
-    for rid, metrics in series.items():
-        for name, values in metrics.items():
-            steps = np.arange(len(values))
-            ok = np.isfinite(values)
-            frames.append(pd.DataFrame({"run_id": rid, "experiment": "x", "seed": seeds[rid], "status": "done",
-                                        "step": steps[ok], "metric": name, "value": values[ok]}))
-    return pd.concat(frames, ignore_index=True)
 
 
 def base_loss(seed: int, n: int = N) -> np.ndarray:

@@ -54,12 +54,18 @@ def detect(loss, steps=None, *, window: int = 100, factor: float = 3.0, min_loss
     n = int(bad[0]) if len(bad) else len(loss)  # a diverged run: detect on its finite prefix
     min_pred = max(1, min(window, 10))
 
-    recent: deque[float] = deque()  # the last `window` non-spiking losses, in order
-    ordered: list[float] = []  # the same values, sorted (for the median)
+    # Until the first spiking step no step is left out of the window, so the baseline there is a
+    # plain rolling median (computed at once); the exact loop below starts at that step.
+    base_at = (pd.Series(loss[:n]).rolling(window, min_periods=min_pred).median().shift(1).to_numpy(copy=True)
+               if n else np.zeros(0))
+    with np.errstate(invalid="ignore"):
+        first = np.flatnonzero((loss[:n] > factor * base_at) & (loss[:n] > min_loss))
+    t0 = int(first[0]) if len(first) else n
+    recent: deque[float] = deque(loss[max(0, t0 - window):t0].tolist())  # the last `window` non-spiking losses
+    ordered: list[float] = sorted(recent)  # the same values, sorted (for the median)
     spiking: list[int] = []
-    base_at = np.full(n, np.nan)
     frozen = np.nan
-    for t in range(n):
+    for t in range(t0, n):
         x = loss[t]
         in_episode = bool(spiking) and t - spiking[-1] <= merge_gap + 1
         if in_episode:

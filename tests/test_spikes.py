@@ -144,3 +144,49 @@ def test_summarize_gives_one_row_per_run_with_its_rates():
     ep = spikes.episodes_of(metrics)
     assert list(ep["run_id"]) == ["a", "a"] and list(ep["peak"]) == [500, 1500]
     assert len(spikes.episodes_of(tidy("b", 1, curve(500, 1)))) == 0
+
+
+def _spiking_steps_by_definition(loss, window, factor, min_loss, merge_gap):
+    """The module docstring's definition, step by step with a plain list: which steps spike."""
+    kept, spiking, frozen = [], [], None
+    for t, x in enumerate(loss):
+        if not math.isfinite(x):
+            break
+        if spiking and t - spiking[-1] <= merge_gap + 1:
+            base = frozen
+        elif len(kept) >= max(1, min(window, 10)):
+            base = frozen = float(np.median(kept[-window:]))
+        else:
+            base = None
+        if base is not None and x > factor * base and x > min_loss:
+            spiking.append(t)
+        else:
+            kept.append(x)
+    return spiking
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_detect_equals_the_definition_on_random_series(seed):
+    """``detect`` starts its exact loop at the first spike (a rolling median before it): the
+    episodes must be those of the plain definition, ties, NaNs and merged spikes included."""
+    rng = np.random.default_rng(seed)
+    found = 0
+    for _ in range(60):
+        n = int(rng.integers(0, 300))
+        loss = np.exp(rng.normal(0, rng.choice([0.1, 0.5, 1.5]), n)) * np.exp(-np.arange(n) / rng.choice([50, 1e9]))
+        for i in rng.integers(0, max(n, 1), int(rng.integers(0, 6))):
+            loss[i:i + int(rng.integers(1, 5))] *= rng.choice([2.5, 3.5, 20, 1000])
+        if n and rng.random() < 0.15:
+            loss[int(rng.integers(0, n))] = np.nan
+        if rng.random() < 0.3:
+            loss = np.round(loss, 1)  # ties in the median window
+        kw = dict(window=int(rng.choice([5, 20, 100])), factor=3.0, min_loss=float(rng.choice([0.0, 0.5])),
+                  merge_gap=int(rng.choice([0, 2])))
+        want = _spiking_steps_by_definition(loss, **kw)
+        got = spikes.detect(loss, **kw)
+        # every spiking step lies in exactly one episode [start, end], and episode starts are spiking
+        assert sorted(got["start"]) == [t for i, t in enumerate(want)
+                                        if i == 0 or t - want[i - 1] > kw["merge_gap"] + 1]
+        assert all(t in want for t in got["end"])
+        found += len(got)
+    assert found > 20  # the series do spike

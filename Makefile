@@ -43,10 +43,8 @@ replicate: $(VENV)/.installed  ## every claim of TIER (cpu) or CLAIMS=m8,b1, JOB
 test: $(VENV)/.installed  ## the test suite
 	$(PY) -m pytest -q tests
 
-report: $(VENV)/.installed  ## scorecard, leaderboard, figures and results/report/index.html from results/ alone, no training
-	$(PY) -m replicate.scorecard $(RESULTS)
-	$(PY) -m replicate.leaderboard $(RESULTS)
-	$(PY) -m replicate.report $(RESULTS)
+report: $(VENV)/.installed  ## scorecard, leaderboard, figures and results/report/index.html from the raw runs in results/runs, no training
+	$(PY) -m replicate.report --tables $(RESULTS)
 
 bench: $(VENV)/.installed  ## benchmarks (pytest-benchmark): JSON under results/bench/<device>.json [ARGS="-k adam"]
 	@mkdir -p $(RESULTS)/bench

@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("results_dir", nargs="?", default="results")
     args = p.parse_args(argv)
+    results.require_runs(args.results_dir)
     print(f"wrote {write(args.results_dir)}")
     return 0
 

@@ -145,6 +145,17 @@ def _read_run(path: Path) -> tuple[dict, dict] | None:
         return None
 
 
+def require_runs(root: Path | str) -> None:
+    """Exit with one line when ``root/runs`` holds no run: the scorecard, leaderboard and report
+    are built from raw runs, which git does not keep (a fresh clone has the committed outputs
+    only), and rebuilding them from nothing would overwrite those with "not run"."""
+    root = Path(root)
+    if next(iter(_run_dirs(root)), None) is None:
+        raise SystemExit(f"error: no runs under {root / 'runs'}: nothing to build from, so nothing was written "
+                         f"(the scorecard, leaderboard and report already in {root} are kept). `make replicate` "
+                         "runs the experiments (deterministic: the committed numbers come back) and then the report.")
+
+
 def runs(root: Path | str = "results", experiment: str | None = None) -> pd.DataFrame:
     """One row per run: run_id, experiment, seed, status, wall_time_s, path, then the flattened
     config (dotted keys such as ``optimizer.b2``)."""

@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.experiments:
         print(" ".join(experiments(args.claims, args.tier)))
         return 0
+    results.require_runs(args.results_dir)
     for path in write(args.results_dir):
         print(f"wrote {path}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -253,6 +254,115 @@ def test_report_draws_loss_curves_per_arm_from_real_runs(cfg_factory, tmp_path):
 
 def test_report_on_an_empty_folder_writes_the_page_and_does_not_fail(tmp_path):
     assert report.build(tmp_path) == []
-    assert report.main([str(tmp_path)]) == 0
     html = (tmp_path / "report" / "index.html").read_text()
     assert "No scorecard yet" in html and "No data for this figure" in html
+
+
+@pytest.mark.parametrize("cli", ["report", "scorecard", "leaderboard"])
+def test_without_raw_runs_the_clis_keep_the_committed_outputs_and_say_why(tmp_path, capsys, cli):
+    """A fresh clone has the committed scorecard and report but no results/runs (not in git):
+    rebuilding would overwrite every verdict with "not run"; each CLI refuses in one line instead."""
+    import importlib
+
+    kept = {tmp_path / "scorecard.json": "[1]", tmp_path / "leaderboard.md": "# board",
+            tmp_path / "report" / "index.html": "<html>"}
+    for path, text in kept.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    main = importlib.import_module(f"replicate.{cli}").main
+    with pytest.raises(SystemExit) as e:
+        main([str(tmp_path), *(["--tables"] if cli == "report" else [])])
+    msg = str(e.value.code)
+    assert msg.startswith("error: no runs under") and "make replicate" in msg and "\n" not in msg
+    assert {p: p.read_text() for p in kept} == kept
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["index.html", "leaderboard.md", "scorecard.json"]
+
+
+def test_make_reports_tables_are_those_of_the_scorecard_and_leaderboard_clis(cfg_factory, tmp_path):
+    """``build(tables=True)`` (what ``make report`` runs) writes the same scorecard and leaderboard
+    as ``python -m replicate.scorecard`` / ``.leaderboard`` on the same runs."""
+    from replicate import leaderboard, scorecard, train
+
+    root = tmp_path / "results"
+    train.run(cfg_factory("model=quadratic", "data=none", "train.steps=30", "name=demo", results_dir=root))
+    assert scorecard.main([str(root)]) == 0 and leaderboard.main([str(root)]) == 0
+    by_cli = {n: (root / n).read_text() for n in ("scorecard.json", "scorecard.md", "leaderboard.md")}
+    for n in by_cli:
+        (root / n).unlink()
+    assert report.main([str(root), "--tables"]) == 0
+    assert {n: (root / n).read_text() for n in by_cli} == by_cli
+
+
+def test_saved_figures_are_cut_to_their_ink_and_keep_what_sticks_out(tmp_path):
+    """``_save`` cuts PNG and SVG to the drawn ink (plus the pad): a legend beside the figure is
+    kept, blank figure area is not, and ink beyond the drawing margin falls back to matplotlib's
+    measured tight box instead of being cut off."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    def fig_with(text_x: float, on_axes: bool = False):
+        fig, ax = plt.subplots(figsize=(4, 3))
+        ax.plot([0, 1], [0, 1], label="a line")
+        fig.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))  # beside the figure, outside it
+        # a figure text is checked by its extent, an axes' text only by its ink
+        (ax.text(text_x, 0.5, "far text", transform=fig.transFigure, clip_on=False) if on_axes else fig.text(text_x, 0.5, "far text"))
+        return fig
+
+    report._save(fig_with(0.5), tmp_path, "inside")
+    w, h = Image.open(tmp_path / "inside.png").size
+    assert 4 * report.DPI < w < 6 * report.DPI  # the legend beside the figure is in
+    assert h <= 3 * report.DPI + 2 * 0.1 * report.DPI + 2
+
+    for name, inches, on_axes in (("straddles", report.MARGIN - 0.2, False), ("far", report.MARGIN + 1, False),
+                                  ("axes_text_straddles", report.MARGIN - 0.2, True)):
+        report._save(fig_with(1 + inches / 4, on_axes), tmp_path, name)  # text starting that far right of the figure
+        w, _ = Image.open(tmp_path / f"{name}.png").size
+        assert w > (4 + inches + 0.3) * report.DPI, name
+        svg = (tmp_path / f"{name}.svg").read_text()
+        assert float(svg.split('width="', 1)[1].split("pt", 1)[0]) > (4 + inches + 0.3) * 72, name
+
+
+def test_every_image_tag_carries_its_png_size(synthetic):
+    """The page reserves each figure's box before the (lazily loaded) image arrives: without it,
+    images loading above a section move it away from the scorecard link that jumped to it."""
+    from PIL import Image
+
+    root, _ = synthetic
+    html = (root / "report" / "index.html").read_text()
+    tags = re.findall(r"<img [^>]*>", html)
+    assert len(tags) >= 6
+    for tag in tags:
+        src, w, h = (re.search(f'{k}="([^"]+)"', tag).group(1) for k in ("src", "width", "height"))
+        assert Image.open(root / "report" / src).size == (int(w), int(h))
+
+
+def test_the_page_opens_in_a_real_browser_with_every_image_loaded(synthetic):
+    """Headless Chromium (selenium + chromedriver; skipped where either is missing, e.g. CI): a
+    fragment link lands on its section, and every image loads."""
+    import shutil
+    import time
+
+    webdriver = pytest.importorskip("selenium.webdriver")
+    driver_path = shutil.which("chromedriver")
+    if driver_path is None:
+        pytest.skip("no chromedriver (Debian: apt-get install chromium-driver)")
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1200,900"):
+        opts.add_argument(a)
+    d = webdriver.Chrome(service=Service(driver_path), options=opts)
+    try:
+        d.get((synthetic[0] / "report" / "index.html").resolve().as_uri() + "#claim-M8")
+        time.sleep(0.5)
+        assert abs(d.execute_script("return document.getElementById('claim-M8').getBoundingClientRect().top")) < 2
+        y = 0
+        while y < d.execute_script("return document.body.scrollHeight"):  # let every lazy image load
+            d.execute_script(f"window.scrollTo(0, {y})")
+            time.sleep(0.05)
+            y += 600
+        time.sleep(0.5)
+        images = d.execute_script("return Array.from(document.images).map(i => [i.complete, i.naturalWidth])")
+        assert len(images) >= 6 and all(done and w > 0 for done, w in images)
+    finally:
+        d.quit()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import io
 import json
 import math
 import os
@@ -29,15 +30,19 @@ from pathlib import Path
 from typing import Callable
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
+from matplotlib.transforms import Bbox
+from PIL import Image
 from markupsafe import escape
 
 from .. import results
 from .figures import (arm_labels, bench_table, episodes, fig_curvature, fig_grad_rms, fig_leaderboard,  # noqa: F401
                       fig_loss_curves, fig_rms_lead, fig_spike_rates, fig_throughput, fig_update_histograms,
-                      leaderboard_table, spike_table, varied_keys, SWEEP_KEYS, _natural_arms)
+                      lighten_ticks, spike_table, varied_keys, SWEEP_KEYS, _natural_arms)
 
 DPI = 110
+MARGIN = 3.0  # inches drawn around a figure before it is cut to its ink (``_save``)
 
 
 @dataclass
@@ -151,33 +156,60 @@ VCLASS = {"replicated": "v-replicated", "not replicated": "v-not-replicated", "i
 
 # ------------------------------------------------------------------------------------ figures
 def _save(fig, out: Path, name: str) -> Path:
-    # the tight bounding box measured once and shared by PNG and SVG (``bbox_inches="tight"``
-    # measures it again on every save: every axes' ticks and text)
+    """PNG and SVG of ``fig`` cut to its tight bounding box (plus ``savefig.pad_inches``).
+
+    ``bbox_inches="tight"`` measures that box with a layout pass of its own over every axes' ticks
+    and text, on every save. Here the PNG is drawn once on a canvas with ``MARGIN`` inches around
+    the figure (room for legends beside the grid) and cut where the ink is; the SVG reuses the cut.
+    Ink touching the margin's edge, or a legend or placed text beyond it, falls back to the measured
+    box."""
     fig.set_dpi(DPI)
-    _drop_unlabelled_minor_ticks(fig)
-    bbox = fig.get_tightbbox(fig.canvas.get_renderer()).padded(plt.rcParams["savefig.pad_inches"])
-    for ext in ("png", "svg"):
-        fig.savefig(out / f"{name}.{ext}", dpi=DPI, bbox_inches=bbox)
+    lighten_ticks(fig)  # figures that skipped figures.tight()
+    pad = plt.rcParams["savefig.pad_inches"]
+    w, h = fig.get_size_inches()
+    area = Bbox.from_extents(-MARGIN, -MARGIN, w + MARGIN, h + MARGIN)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="rgba", dpi=DPI, bbox_inches=area)
+    rgba = np.frombuffer(buf.getvalue(), np.uint8)
+    # the canvas is the area in pixels, each side truncated after float arithmetic: within one
+    sizes = [(W, H) for W in _near(area.width * DPI) for H in _near(area.height * DPI) if W * H * 4 == rgba.size]
+    ink = None
+    if len(sizes) == 1:
+        (W, H), = sizes
+        rgba = rgba.reshape(H, W, 4)
+        ink = (rgba != rgba[0, 0]).any(axis=2)
+        rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    if (ink is None or not len(rows) or rows[0] == 0 or cols[0] == 0 or rows[-1] == H - 1 or cols[-1] == W - 1
+            or _beyond(fig, area)):
+        bbox = fig.get_tightbbox(fig.canvas.get_renderer()).padded(pad)
+        fig.savefig(out / f"{name}.png", dpi=DPI, bbox_inches=bbox)
+    else:
+        p = round(pad * DPI)
+        y0, y1 = max(rows[0] - p, 0), min(rows[-1] + 1 + p, H)
+        x0, x1 = max(cols[0] - p, 0), min(cols[-1] + 1 + p, W)
+        Image.fromarray(rgba[y0:y1, x0:x1]).save(out / f"{name}.png", dpi=(DPI, DPI))
+        bbox = Bbox.from_extents(x0 / DPI - MARGIN, (H - y1) / DPI - MARGIN, x1 / DPI - MARGIN, (H - y0) / DPI - MARGIN)
+    fig.savefig(out / f"{name}.svg", dpi=DPI, bbox_inches=bbox)
     plt.close(fig)
     return out / f"{name}.png"
 
 
-def _drop_unlabelled_minor_ticks(fig) -> None:
-    """No minor ticks on log axes spanning more than one decade: there the formatter labels none of
-    them and the style draws no tick marks or minor grid, yet each one is laid out and drawn (a
-    sixth of a many-panel figure's time). Narrower log axes keep them: their minor labels show."""
-    from matplotlib.ticker import NullLocator
+def _beyond(fig, area) -> bool:
+    """Whether a legend or a placed text (of the figure or an Axes) lies partly outside ``area``
+    (inches): the ones placed by hand, beside the grid. Ink alone misses a text whose glyphs beyond
+    the edge start after it."""
+    renderer, inches = fig.canvas.get_renderer(), fig.dpi_scale_trans.inverted()
+    placed = [*fig.legends, *fig.texts, *(a for ax in fig.axes for a in (ax.get_legend(), *ax.texts) if a is not None)]
+    for a in placed:
+        if a.get_visible():
+            b = a.get_window_extent(renderer).transformed(inches)
+            if b.x0 < area.x0 or b.y0 < area.y0 or b.x1 > area.x1 or b.y1 > area.y1:
+                return True
+    return False
 
-    for ax in fig.axes:
-        for axis, lim in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
-            if axis.get_scale() != "log":
-                continue
-            p = axis.get_tick_params(which="minor")
-            if p.get("gridOn") or any(p.get(k) for k in ("left", "right", "bottom", "top")):
-                continue  # minor tick marks or grid lines are drawn: keep them
-            lo, hi = sorted(lim)
-            if lo > 0 and math.log10(hi / lo) > 1.05:
-                axis.set_minor_locator(NullLocator())
+
+def _near(x: float) -> range:
+    return range(max(int(x) - 1, 1), int(x) + 2)
 
 
 def _drop(out: Path, name: str) -> None:
@@ -202,8 +234,10 @@ def _figure(out: Path, name: str, title: str, caption: str, needs: str, draw: Ca
     if fig is None:
         _drop(out, name)
         return entry
-    _save(fig, out, name)
+    png = _save(fig, out, name)
     entry["png"], entry["svg"] = f"figures/{name}.png", f"figures/{name}.svg"
+    with Image.open(png) as im:  # the page reserves the image's box before it loads (no jumps)
+        entry["width"], entry["height"] = im.size
     entry["cpu_s"] = time.process_time() - t0
     return entry
 
@@ -296,8 +330,8 @@ def _experiment_task(task) -> dict[str, dict]:
     return experiment_figures(data, root / "report" / "figures", demanded)
 
 
-def _leaderboard_task(out: Path, has_md: bool, root: Path) -> dict:
-    """The mitigation leaderboard's figure entry."""
+def _leaderboard_figure(out: Path, board: pd.DataFrame, has_md: bool) -> dict:
+    """The mitigation leaderboard's figure entry (``board``: ``replicate.leaderboard.table``)."""
     return _figure(out, "leaderboard", "Mitigation leaderboard",
                    "Per workload, spikes per 1k steps (> 3× the median of the previous 100 steps) and the final "
                    "loss (median of the last 5% of steps) per mitigation arm, mean with its 95% t interval over "
@@ -306,25 +340,38 @@ def _leaderboard_task(out: Path, has_md: bool, root: Path) -> dict:
                    + (", also in <a href=\"../leaderboard.md\">leaderboard.md</a>" if has_md else "")
                    + ").",
                    "no runs of the <code>mitigations</code> experiment yet",
-                   lambda: fig_leaderboard(leaderboard_table(root)))
+                   lambda: fig_leaderboard(board) if not board.empty else None)
 
 
-def build(root: Path | str = "results", workers: int | None = None) -> list[Path]:
+def _demanded(scorecard: list[dict]) -> dict[str, set[str]]:
+    """experiment -> the figure kinds its claims always show (``CLAIM_FIGURES``), from the claims'
+    registry and from ``scorecard`` (whose rows may name other experiments)."""
+    from ..claims import CLAIMS, _load_modules
+
+    _load_modules()
+    pairs = [(c.id, c.experiment) for c in CLAIMS.values()] + [(r["claim"], r.get("experiment")) for r in scorecard]
+    demanded: dict[str, set[str]] = {}
+    for claim, exp in pairs:
+        if exp:
+            demanded.setdefault(exp, set()).update(CLAIM_FIGURES.get(claim, []))
+    return demanded
+
+
+def build(root: Path | str = "results", workers: int | None = None, tables: bool = False) -> list[Path]:
     """Write every figure under ``root/report/figures`` (PNG and SVG) and ``root/report/index.html``;
     return the PNG paths written. ``workers``: processes drawing experiments side by side (default:
-    the CPU count, at most 2)."""
+    the CPU count, at most 2). ``tables`` (``make report``): first write ``scorecard.{json,md}`` and
+    ``leaderboard.md`` too, in this process while the workers draw."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    from .. import leaderboard, scorecard as card
 
     root = Path(root)
     out = root / "report" / "figures"
     out.mkdir(parents=True, exist_ok=True)
     card_path = root / "scorecard.json"
-    scorecard = json.loads(card_path.read_text()) if card_path.exists() else []
     runs = results.runs(root)
-    demanded: dict[str, set[str]] = {}
-    for r in scorecard:
-        if r.get("experiment"):
-            demanded.setdefault(r["experiment"], set()).update(CLAIM_FIGURES.get(r["claim"], []))
+    demanded = _demanded(json.loads(card_path.read_text()) if card_path.exists() and not tables else [])
     experiments = sorted(runs.loc[runs["status"].isin(results.FINISHED), "experiment"].unique()) if not runs.empty else []
     todo = [e for e in experiments if e != "mitigations"]  # mitigations: drawn as the leaderboard below
     # the experiments with the most logged data first, so two workers finish together
@@ -332,21 +379,28 @@ def build(root: Path | str = "results", workers: int | None = None) -> list[Path
     todo.sort(key=lambda e: -size[e])
     workers = max(1, min(workers if workers is not None else (os.cpu_count() or 1), 2, len(todo)))
     tasks = [(root, e, runs[runs["experiment"] == e], demanded.get(e, set())) for e in todo]
-    lb_task = (_leaderboard_task, out, (root / "leaderboard.md").exists(), root)
+
+    def here() -> dict:
+        """This process's share: the tables (when asked) and the leaderboard figure."""
+        if tables:
+            card.write(root)
+        board = leaderboard.table(root)
+        if tables:
+            results.atomic_write(root / "leaderboard.md", leaderboard.markdown(board) + "\n")
+        return _leaderboard_figure(out, board, (root / "leaderboard.md").exists())
+
     if workers > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
-            # the leaderboard (seconds of CPU) drawn beside the experiments, not after them
-            futures = [pool.submit(_experiment_task, t) for t in tasks[:workers]]
-            lb_future = pool.submit(*lb_task)
-            futures += [pool.submit(_experiment_task, t) for t in tasks[workers:]]
+            futures = [pool.submit(_experiment_task, t) for t in tasks]
+            lb = here()
             done = [f.result() for f in futures]
-            lb = lb_future.result()
     else:
+        lb = here()
         done = [_experiment_task(t) for t in tasks]
-        lb = lb_task[0](*lb_task[1:])
+    scorecard = json.loads(card_path.read_text()) if card_path.exists() else []
     figs: dict[str, dict[str, dict]] = {e: f for e, f in zip(todo, done)}
 
     extra = []
@@ -388,9 +442,10 @@ def build(root: Path | str = "results", workers: int | None = None) -> list[Path
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("results_dir", nargs="?", default="results")
+    p.add_argument("--tables", action="store_true",
+                   help="write scorecard.{json,md} and leaderboard.md too, beside the figures (make report)")
     args = p.parse_args(argv)
-    written = build(args.results_dir)
+    results.require_runs(args.results_dir)
+    build(args.results_dir, tables=args.tables)
     print(f"wrote {Path(args.results_dir) / 'report' / 'index.html'}")
-    if not written:
-        print(f"no finished runs under {args.results_dir}/runs: no figures", file=sys.stderr)
     return 0

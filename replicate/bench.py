@@ -216,12 +216,14 @@ def gbps(bytes_per_param_: float, params: int, seconds: float) -> float:
 
 # --- the README table from a pytest-benchmark JSON ---------------------------------------------
 
-def summarize(path: str, params: Optional[int] = None) -> str:
-    """Markdown table of the optimizer-step benchmarks in ``path`` at the largest fp32 size (or
-    ``params``): step time eager / compiled, GB/s, fraction of copy bandwidth, ratio to fused AdamW."""
+def summarize(path: str, params: Optional[int] = None, dtype: str = "fp32") -> str:
+    """Markdown table of the optimizer-step benchmarks in ``path`` at the largest size (or
+    ``params``) of layout ``dtype`` ("fp32", or "bf16": bf16 params with fp32 master and state):
+    step time eager / compiled, GB/s, fraction of copy bandwidth, ratio to fused AdamW (of the
+    same layout, when measured)."""
     data = json.load(open(path))
     rows = [b["extra_info"] for b in data["benchmarks"]
-            if b["extra_info"].get("kind") == "optimizer_step" and b["extra_info"]["dtype"] == "fp32"]
+            if b["extra_info"].get("kind") == "optimizer_step" and b["extra_info"]["dtype"] == dtype]
     if not rows:
         return "(no optimizer-step benchmarks)"
     size = params or max(r["params"] for r in rows)
@@ -230,7 +232,7 @@ def summarize(path: str, params: Optional[int] = None) -> str:
     fused = by.get(("torch_adamw", "fused"))
     info = rows[0]
     head = (f"{info['device']}, torch {info['torch']}, {info['threads']} threads, "
-            f"{size / 1e6:.1f}M fp32 params, copy bandwidth {info['copy_gbps']:.1f} GB/s "
+            f"{size / 1e6:.1f}M {dtype} params, copy bandwidth {info['copy_gbps']:.1f} GB/s "
             f"(median step times)\n\n")
     out = ["| variant | bytes/param | eager ms | compiled ms | compiled GB/s | compiled × copy bw "
            "| eager × copy bw | compiled / fused AdamW |", "|" + "---|" * 8]
@@ -241,7 +243,7 @@ def summarize(path: str, params: Optional[int] = None) -> str:
         if not (e or c):
             continue
         ratio = f"{c['step_s'] / fused['step_s']:.2f}" if c and fused else "–"
-        out.append(f"| {v} | {bytes_per_param(v)} | {fmt(e, 'step_s', '.1f')} | "
+        out.append(f"| {v} | {bytes_per_param(v, dtype)} | {fmt(e, 'step_s', '.1f')} | "
                    f"{fmt(c, 'step_s', '.1f')} | {fmt(c, 'gbps', '.1f')} | "
                    f"{fmt(c, 'bandwidth_fraction', '.2f')} | {fmt(e, 'bandwidth_fraction', '.2f')} "
                    f"| {ratio} |")
@@ -249,7 +251,7 @@ def summarize(path: str, params: Optional[int] = None) -> str:
         r = by.get(("torch_adamw", mode))
         if r:
             ratio = f"{r['step_s'] / fused['step_s']:.2f}" if fused else "–"
-            out.append(f"| torch AdamW {mode} | 28 | {r['step_s'] * 1e3:.1f} | – | {r['gbps']:.1f} "
+            out.append(f"| torch AdamW {mode} | {bytes_per_param('torch_adamw', dtype)} | {r['step_s'] * 1e3:.1f} | – | {r['gbps']:.1f} "
                        f"| {r['bandwidth_fraction']:.2f} | – | {ratio} |")
     return head + "\n".join(out)
 
@@ -277,5 +279,6 @@ def state_table(n: int = 1_000_000) -> str:
 
 if __name__ == "__main__":  # python -m replicate.bench results/bench/<file>.json
     for p in sys.argv[1:]:
-        print(f"## {p}\n\n{summarize(p)}\n")
+        for dtype in ("fp32", "bf16"):
+            print(f"## {p}, {dtype}\n\n{summarize(p, dtype=dtype)}\n")
     print(state_table())

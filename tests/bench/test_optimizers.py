@@ -130,8 +130,11 @@ def test_variant_step(benchmark, variant, mode, dtype, device, size, monkeypatch
             eager.step()
             eager.step()
             opt.step()
+            # bf16 params are their fp32 master rounded: an fp32 rounding difference between the
+            # fused and the eager step may flip that rounding: one bf16 ulp, up to 2^-7 relative
+            rtol = 1e-5 if dtype == "fp32" else 2.0 ** -7
             for p, q in zip(ps, ref):
-                torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+                torch.testing.assert_close(p, q, rtol=rtol, atol=1e-6)
                 a, b = opt.param_state(p), eager.param_state(q)
                 assert a.keys() == b.keys()
                 for k in a:

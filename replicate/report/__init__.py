@@ -177,7 +177,8 @@ def _save(fig, out: Path, name: str) -> Path:
     if len(sizes) == 1:
         (W, H), = sizes
         rgba = rgba.reshape(H, W, 4)
-        ink = (rgba != rgba[0, 0]).any(axis=2)
+        px = rgba.view(np.uint32)[..., 0]  # one RGBA pixel per 32-bit word
+        ink = px != px[0, 0]
         rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     if (ink is None or not len(rows) or rows[0] == 0 or cols[0] == 0 or rows[-1] == H - 1 or cols[-1] == W - 1
             or _beyond(fig, area)):
@@ -410,6 +411,7 @@ def build(root: Path | str = "results", workers: int | None = None, tables: bool
     tp = _figure(out, "throughput", "Optimizer step throughput",
                  "Achieved GB/s of one optimizer step (counted bytes per parameter, <code>replicate/bench.py</code>, "
                  "over the median step time) per variant, eager (foreach) and compiled, beside torch.optim.AdamW, "
+                 "in fp32 and with bf16 params (fp32 master and state; torch's AdamW has no such layout), "
                  "with the device's copy bandwidth (dashed), from <code>results/bench/*.json</code> "
                  "(<code>make bench</code>). Timings on a shared machine are noisy: see the README's Speed section.",
                  "no benchmark JSON under <code>results/bench/</code> (run <code>make bench</code>)",

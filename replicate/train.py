@@ -82,7 +82,7 @@ def run(cfg: Any) -> dict:
     spent = time.perf_counter() - t0
     manifest.update(status=status, steps_done=steps_done, finished=_now(), wall_time_s=manifest["wall_time_s"] + spent,
                     throughput=distributed.throughput(cfg, model, steps_done - manifest.get("start_step", 0), spent,
-                                                      manifest["device"]))  # tokens/s and MFU of this session
+                                                      manifest["device"], manifest.pop("steady", None)))  # this session's
     if not d.main:
         return manifest
     results.write_manifest(rdir, manifest)
@@ -193,6 +193,8 @@ def _loop(cfg: dict, rdir: Path, model, data, opt, manifest: dict) -> tuple[str,
         step_model = torch.compile(step_model)
 
     status = "done"
+    # the steady rate leaves out the first tenth of this session's steps (compilation, warm-up)
+    warm, t_warm = start + max(1, (steps - start) // 10), None
     bar = tqdm(initial=start, total=steps, disable=not (cfg.get("progress", True) and d.main),
                desc=f"{cfg.get('name', 'run')} seed={cfg['seed']}", mininterval=1.0, leave=False)
     step = start
@@ -234,6 +236,8 @@ def _loop(cfg: dict, rdir: Path, model, data, opt, manifest: dict) -> tuple[str,
                 break
         step += 1
         bar.update(1)
+        if step == warm:
+            t_warm = time.perf_counter()
         if ckpt_every and step % ckpt_every == 0 and step < steps:
             osd = opt.state_dict()  # ZeRO-1: every rank takes part; rank 0 gets the consolidated state
             if d.main:
@@ -243,6 +247,8 @@ def _loop(cfg: dict, rdir: Path, model, data, opt, manifest: dict) -> tuple[str,
                                            "rollback": rollback.state_dict() if rollback is not None else None,
                                            "precision": prec.state_dict(), "rows": rows, "step": step}, ckpt_path)
     bar.close()
+    if t_warm is not None and step > warm:
+        manifest["steady"] = (step - warm, time.perf_counter() - t_warm)
     if d.world > 1:
         manifest["replica_spread"] = distributed.replica_spread(model)  # 0: every rank holds the same params
     if not d.main:

@@ -156,5 +156,22 @@ def test_throughput_counts_tokens_and_mfu_only_on_a_known_gpu_in_low_precision()
     t = distributed.throughput(cfg, model, steps=100, seconds=2.0, device_name="NVIDIA H100 80GB HBM3")
     assert t["tokens_per_s"] == 8 * 16 * 100 / 2 and t["flops_per_token"] == 6 * n + 12 * 2 * 32 * 16
     assert t["mfu"] == pytest.approx(t["flops_per_token"] * t["tokens_per_s"] / 989e12)
+    assert "tokens_per_s_steady" not in t
+    s = distributed.throughput(cfg, model, 100, 2.0, "NVIDIA H100 80GB HBM3", steady=(90, 1.0))
+    assert s["tokens_per_s_steady"] == 8 * 16 * 90 and s["mfu_steady"] == pytest.approx(
+        t["flops_per_token"] * s["tokens_per_s_steady"] / 989e12)
     assert distributed.throughput(cfg, model, 100, 2.0, "x86_64")["mfu"] is None
     assert distributed.throughput({**cfg, "train": {"precision": "fp32"}}, model, 100, 2.0, "NVIDIA H200")["mfu"] is None
+
+
+def test_a_run_records_its_steady_rate_after_the_warm_up(cfg_factory):
+    """The manifest's throughput has the whole session's tokens/s (compilation included) and the
+    rate after the first tenth of the steps; the loop's bookkeeping key does not leak into it."""
+    from replicate import train
+
+    m = train.run(cfg_factory("model=gpt", "data=markov", "data.batch_size=8", "data.context=16", "model.width=32",
+                              "model.heads=2", "train.steps=20", "threads=1"))
+    t = m["throughput"]
+    assert t["tokens_per_s"] > 0 and t["tokens_per_s_steady"] > 0 and "steady" not in m
+    # 18 of the 20 steps after the 2 warm-up steps, in less time than the whole run
+    assert t["tokens_per_s_steady"] * m["wall_time_s"] > 8 * 16 * 18

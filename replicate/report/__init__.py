@@ -300,34 +300,9 @@ def _claim_rows(scorecard: list[dict], figs: dict[str, dict[str, dict]], runs: p
     return rows
 
 
-def _load(runs: pd.DataFrame, name: str, tidy: bool) -> pd.DataFrame:
-    """``results.load`` / ``results.load_histograms`` for the runs given (their ``path``), without
-    reading every run folder's config again for each experiment (that is O(all runs) per call)."""
-    frames = []
-    for r in runs[runs["status"].isin(results.FINISHED)].itertuples():
-        path = Path(r.path) / name
-        if not path.exists():
-            continue
-        try:
-            df = pd.read_parquet(path)
-        except Exception as e:  # unreadable: skipped with a warning, as results.load does
-            warnings.warn(f"skipping run {r.path}: unreadable {name} ({e})", stacklevel=2)
-            continue
-        if tidy:
-            df = df.melt(id_vars="step", var_name="metric", value_name="value").dropna(subset=["value"])
-        for i, (k, v) in enumerate((("run_id", r.run_id), ("experiment", r.experiment), ("seed", r.seed),
-                                    ("status", r.status))[: 4 if tidy else 3]):
-            df.insert(i, k, v)
-        frames.append(df)
-    if not frames:
-        return pd.DataFrame(columns=["run_id", "experiment", "seed", "status", "step", "metric", "value"] if tidy else
-                            ["run_id", "experiment", "seed", "step", "layer", "quantity", "lo", "hi", "counts"])
-    return pd.concat(frames, ignore_index=True)
-
-
 def _experiment_task(task) -> dict[str, dict]:
     root, exp, runs, demanded = task
-    data = Data(root, exp, runs, _load(runs, "metrics.parquet", True), _load(runs, "histograms.parquet", False))
+    data = Data(root, exp, runs, results.load(root, experiment=exp), results.load_histograms(root, experiment=exp))
     return experiment_figures(data, root / "report" / "figures", demanded)
 
 

@@ -37,6 +37,22 @@ def cfg_factory(tmp_path):
     return factory
 
 
+@pytest.fixture
+def dynamo_only(monkeypatch):
+    """torch.compile traces with dynamo only (backend "eager": no inductor build), called as the code
+    calls it (not fullgraph, which traces into one graph what a plain compile may split).  Returns a
+    function giving the graph breaks counted since: empty while every compiled function is one graph."""
+    import torch
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: compile_(fn, backend="eager"))
+    counters.clear()
+    return lambda: dict(counters["graph_break"])
+
+
 def tidy(series: dict[str, dict[str, np.ndarray]], seeds: dict[str, int]) -> pd.DataFrame:
     """A tidy metrics frame (as results.load): run id -> {metric: values per step (NaN = not logged)}."""
     frames = []

@@ -294,6 +294,24 @@ def test_compiled_matches_eager_without_recompiles():
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
 
 
+def test_compile_options_per_device(monkeypatch):
+    """On the CPU the step compiles with inductor options this torch has (scalars of the count
+    computed once per step, not per vector: wrapper.compile_options); on a GPU with the defaults."""
+    import torch._inductor.config as inductor_config
+
+    from replicate.optim.wrapper import compile_options
+
+    cpu = compile_options(torch.device("cpu"))
+    assert cpu and all(hasattr(inductor_config, k) for k in cpu)
+    assert compile_options("cuda") is None and compile_options(torch.device("cuda", 1)) is None
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: seen.append(kw) or fn)
+    p = torch.nn.Parameter(torch.ones(2))
+    p.grad = torch.ones(2)
+    make("adam", [p], compile=True).step()
+    assert seen == [{"options": cpu}]
+
+
 # ----------------------------------------------------------------------- mixed precision (bf16 params)
 def _bf16_run(name, steps=30, master_weights=True, compile=False):
     torch.manual_seed(0)

@@ -190,7 +190,9 @@ def scale_by_radam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
         torch._foreach_add_(denom, eps)
         scale = torch._foreach_reciprocal(denom)
         torch._foreach_mul_(scale, rect * bc2.sqrt())
-        torch._foreach_add_(scale, plain)
+        # a list of the 0-dim tensor: _foreach_add_(list, tensor) makes dynamo read it with .item()
+        # (a graph break that split the compiled step into 4 graphs)
+        torch._foreach_add_(scale, [plain] * len(scale))
         out = torch._foreach_div(m, bc1)
         torch._foreach_mul_(out, scale)
         return out, state

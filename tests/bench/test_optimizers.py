@@ -22,6 +22,7 @@ import functools
 import pytest
 import torch
 import torch._dynamo
+from torch._dynamo.utils import counters
 
 from replicate import bench
 from replicate.optim import VARIANTS, make
@@ -116,15 +117,19 @@ def test_variant_step(benchmark, variant, mode, dtype, device, size, monkeypatch
     if mode == "compiled":
         torch._dynamo.reset()  # a fresh cache: every variant and size compiles (no recompile limit)
         if benchmark.disabled and variant != INDUCTOR_WHEN_DISABLED:
-            monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+            compile_ = torch.compile  # inductor options (wrapper.compile_options) do not apply
+            monkeypatch.setattr(torch, "compile", lambda fn, **kw: compile_(fn, backend="eager"))
         ref = [torch.nn.Parameter(p.detach().clone()) for p in ps] if size == _smallest(benchmark, device) else None
         if ref is not None:
             for r, p in zip(ref, ps):
                 r.grad = p.grad.clone()
         opt = make(variant, ps, lr=1e-3, compile=True, **hp)
         t = bench.StepTimer(device)
+        counters.clear()
         t(opt.step)  # the first step compiles
         compile_s = t.times()[0]
+        # one graph: a graph break splits the fused step into several kernels (and passes)
+        assert not counters["graph_break"], f"graph breaks: {dict(counters['graph_break'])}"
         if ref is not None:  # correctness: compiled == eager on the benchmark tensors, 2 steps
             eager = make(variant, ref, lr=1e-3, **hp)
             eager.step()

@@ -81,21 +81,24 @@ def test_cuda_timer_and_names():
 
 
 def test_summarize_a_benchmark_json(tmp_path):
-    def row(variant, mode, step_s, dtype="fp32"):
+    def row(variant, mode, step_s, dtype="fp32", copy=20.0):
         bpp = bench.bytes_per_param(variant, dtype)
         return {"extra_info": dict(kind="optimizer_step", variant=variant, mode=mode, dtype=dtype,
                                    params=1_000_000, device="cpu", torch="x", threads=2,
-                                   copy_gbps=20.0, step_s=step_s, gbps=bpp / step_s / 1e3,
-                                   bandwidth_fraction=bpp / step_s / 1e3 / 20)}
+                                   copy_gbps=copy, step_s=step_s, gbps=bpp / step_s / 1e3,
+                                   bandwidth_fraction=bpp / step_s / 1e3 / copy)}
 
     path = tmp_path / "b.json"
     path.write_text(json.dumps({"benchmarks": [row("adam", "eager", 0.01), row("adam", "compiled", 0.002),
-                                               row("torch_adamw", "fused", 0.002),
+                                               row("torch_adamw", "fused", 0.002, copy=40.0),
                                                row("stable_adamw", "compiled", 0.004, "bf16"),
                                                {"extra_info": {"kind": "copy"}}]}))
     table = bench.summarize(str(path))
     assert "| adam | 28 | 10.0 | 2.0 | 14.0 | 0.70 | 0.14 | 1.00 |" in table
     assert "torch AdamW fused" in table and "stable_adamw" not in table
+    # copy bandwidth measured beside each benchmark: the header gives the median and the range
+    assert "copy bandwidth 20.0 GB/s (median, 20.0–40.0 over its benchmarks" in table
+    assert "| torch AdamW fused | 28 | 2.0 | – | 14.0 | 0.35 | – | 1.00 |" in table
     bf16 = bench.summarize(str(path), dtype="bf16")  # its own layout's bytes; no fused AdamW measured there
     assert "1.0M bf16 params" in bf16 and "| stable_adamw | 34 | – | 4.0 | 8.5 | 0.42 | – | – |" in bf16
     assert "| adam |" not in bf16

@@ -826,7 +826,8 @@ def fig_throughput(table: pd.DataFrame):
                                      sns.color_palette("colorblind", 5))), orient="h", errorbar=None)
         copy = d["copy_gbps"].dropna()
         if len(copy):
-            ax.axvline(copy.iloc[0], color="crimson", ls="--", lw=1, label=f"copy bandwidth {copy.iloc[0]:.1f} GB/s")
+            ax.axvline(copy.median(), color="crimson", ls="--", lw=1,
+                       label=f"copy bandwidth {copy.median():.1f} GB/s" + (" (median)" if copy.nunique() > 1 else ""))
         r = d["rounds"].dropna()
         rounds = (f"median of {int(r.min())}" + (f"–{int(r.max())}" if r.max() != r.min() else "") + " rounds") if len(r) else ""
         layout = "fp32 params and state" if dt == "fp32" else "bf16 params, fp32 master and state"

@@ -23,7 +23,7 @@ def compile_options(device: torch.device) -> Optional[dict]:
     the count (bias corrections -expm1(t·log β), the lr schedule's cos) into the fused loop over
     the params, and the C++ loop recomputes them, libm calls included, for every vector of 8 floats:
     its CPU heuristic realizes reused values of exp, log or tanh, not of expm1 or cos.  Measured at
-    16M params, fp32, 2 threads (torch 2.13): compiled adam 48 → 17 ms, the Adam family 2.1-2.9×
+    16M params, fp32, 2 threads (torch 2.13): compiled adam 48 → 17 ms, the Adam family 2.1-2.8×
     faster, no variant slower.  On a GPU, inlining is the better trade (recomputing a scalar per
     thread is free in a memory-bound kernel, a separate kernel costs a launch): no options there.
     """

@@ -62,8 +62,8 @@ def _copy_gbps_once(device: str) -> float:
 
 def _copy_gbps(device: str, disabled: bool) -> float:
     """The copy bandwidth the fractions are taken of, measured right after each benchmark (a shared
-    machine's bandwidth drifts over a 36-minute run: one measurement at the start gave fractions
-    above 1 at its end); once, small, when the benchmarks only check correctness."""
+    machine's bandwidth drifts: 10.4-18.3 GB/s over one 12-minute CPU run); once, small, when the
+    benchmarks only check correctness."""
     return _copy_gbps_once(device) if disabled else bench.copy_bandwidth(device)
 
 

@@ -322,6 +322,21 @@ def test_saved_figures_are_cut_to_their_ink_and_keep_what_sticks_out(tmp_path):
         assert float(svg.split('width="', 1)[1].split("pt", 1)[0]) > (4 + inches + 0.3) * 72, name
 
 
+def test_a_figure_saved_twice_gives_the_same_bytes(tmp_path):
+    """No date and no random ids in the SVG (nor anything varying in the PNG): regenerating the
+    report changes only the figures whose data changed."""
+    import matplotlib.pyplot as plt
+
+    for run in ("a", "b"):
+        fig, ax = plt.subplots(figsize=(3, 2))
+        ax.plot([0, 1], [1, 0], label="a line", clip_on=True)
+        ax.legend()
+        (tmp_path / run).mkdir()
+        report._save(fig, tmp_path / run, "fig")
+    for ext in ("png", "svg"):
+        assert (tmp_path / "a" / f"fig.{ext}").read_bytes() == (tmp_path / "b" / f"fig.{ext}").read_bytes(), ext
+
+
 def test_every_image_tag_carries_its_png_size(synthetic):
     """The page reserves each figure's box before the (lazily loaded) image arrives: without it,
     images loading above a section move it away from the scorecard link that jumped to it."""

@@ -190,7 +190,8 @@ def _save(fig, out: Path, name: str) -> Path:
         x0, x1 = max(cols[0] - p, 0), min(cols[-1] + 1 + p, W)
         Image.fromarray(rgba[y0:y1, x0:x1]).save(out / f"{name}.png", dpi=(DPI, DPI))
         bbox = Bbox.from_extents(x0 / DPI - MARGIN, (H - y1) / DPI - MARGIN, x1 / DPI - MARGIN, (H - y0) / DPI - MARGIN)
-    fig.savefig(out / f"{name}.svg", dpi=DPI, bbox_inches=bbox)
+    with plt.rc_context({"svg.hashsalt": name}):  # the same figure, the same bytes: no date, fixed ids
+        fig.savefig(out / f"{name}.svg", dpi=DPI, bbox_inches=bbox, metadata={"Date": None})
     plt.close(fig)
     return out / f"{name}.png"
 
@@ -387,8 +388,10 @@ def build(root: Path | str = "results", workers: int | None = None, tables: bool
                  "Achieved GB/s of one optimizer step (counted bytes per parameter, <code>replicate/bench.py</code>, "
                  "over the median step time) per variant, eager (foreach) and compiled, beside torch.optim.AdamW, "
                  "in fp32 and with bf16 params (fp32 master and state; torch's AdamW has no such layout), "
-                 "with the device's copy bandwidth (dashed), from <code>results/bench/*.json</code> "
-                 "(<code>make bench</code>). Timings on a shared machine are noisy: see the README's Speed section.",
+                 "with the device's copy bandwidth (dashed; measured beside each benchmark, median), from "
+                 "<code>results/bench/*.json</code> (<code>make bench</code>). On a CPU the copy understates "
+                 "the bandwidth (it pays write-allocate, an in-place step does not), so bars can pass it. "
+                 "Timings on a shared machine are noisy: see the README's Speed section.",
                  "no benchmark JSON under <code>results/bench/</code> (run <code>make bench</code>)",
                  lambda: fig_throughput(bench_table(root)))
     extra.append({"anchor": "speed", "title": "Speed", "text": "What one optimizer step costs, per variant.",

@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable, Mapping
 import torch
 
 from .optim import TransformOptimizer, with_beta_schedule
+from .spikes import OnlineDetector
 
 
 # ------------------------------------------------------------------------------------- gradient
@@ -135,34 +136,6 @@ def v_init(model: torch.nn.Module, data, opt: TransformOptimizer, *, batches: in
 
 
 # ----------------------------------------------------------------------------------------- loop
-class SpikeDetector:
-    """The online form of ``replicate.spikes.detect`` (merge_gap 0): a loss x is a spike when at
-    least min(window, 10) earlier non-spiking losses are known, x > factor·median(the last
-    ``window`` of them) and x > min_loss. Spiking losses never enter the window."""
-
-    def __init__(self, window: int = 100, factor: float = 3.0, min_loss: float = 0.0):
-        self.window, self.factor, self.min_loss = int(window), float(factor), float(min_loss)
-        self.recent: deque[float] = deque(maxlen=self.window)
-        self.baseline = float("nan")
-
-    def observe(self, x: float) -> bool:
-        """True when x is a spike; otherwise x joins the window."""
-        self.baseline = float("nan")
-        if len(self.recent) >= max(1, min(self.window, 10)):
-            s, m = sorted(self.recent), len(self.recent)
-            self.baseline = 0.5 * (s[(m - 1) // 2] + s[m // 2])
-            if x > self.factor * self.baseline and x > self.min_loss:
-                return True
-        self.recent.append(x)
-        return False
-
-    def state_dict(self) -> dict:
-        return {"recent": list(self.recent)}
-
-    def load_state_dict(self, state: Mapping) -> None:
-        self.recent = deque(state["recent"], maxlen=self.window)
-
-
 class Rollback:
     """PaLM-style rollback (Chowdhery et al. 2022, arXiv 2204.02311, §5.1: restart from a
     checkpoint ~100 steps before the spike and skip ~200–500 data batches).
@@ -170,7 +143,7 @@ class Rollback:
     ``snapshot()`` at the top of every ``every``-th step keeps the exact training state in memory
     (model, optimizer, data position, torch RNG, probes, spike window, number of logged rows); the
     last ⌈back/every⌉ + 1 snapshots are kept. ``spiked(loss)`` after each forward pass applies
-    the online spike test (``SpikeDetector``; the same definition as replicate/spikes.py). On a
+    the online spike test (``spikes.OnlineDetector``: ``spikes.detect``'s definition, step by step). On a
     spike at step s, ``restore()`` reloads the newest snapshot at step ≤ s - ``back`` (the oldest
     if none is that old), drops the logged rows and snapshots after it, and places the data stream:
 
@@ -211,7 +184,7 @@ class Rollback:
             raise ValueError(f"factor={factor!r} must be > 1")
         self.every, self.back, self.skip, self.mode, self.feed = every, back, skip, mode, feed
         self.max_rollbacks = max_rollbacks
-        self.detector = SpikeDetector(window, factor, min_loss)
+        self.detector = OnlineDetector(window, factor, min_loss)
         self.snapshots: deque[dict] = deque(maxlen=-(-back // every) + 1)
         self.count, self.loss = 0, float("nan")
         self.pending: dict[str, float] = {}

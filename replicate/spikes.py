@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -167,3 +168,31 @@ def summarize(metrics: pd.DataFrame, heights=(3, 10, 100), per: int = 1000, **de
                      "status": first["status"], "n_steps": n,
                      **rates(detect(loss, steps, **detect_kw), n, heights=heights, per=per)})
     return pd.DataFrame(rows)
+
+
+class OnlineDetector:
+    """The online form of ``detect`` (for loop events such as rollback) (merge_gap 0): a loss x is a spike when at
+    least min(window, 10) earlier non-spiking losses are known, x > factor·median(the last
+    ``window`` of them) and x > min_loss. Spiking losses never enter the window."""
+
+    def __init__(self, window: int = 100, factor: float = 3.0, min_loss: float = 0.0):
+        self.window, self.factor, self.min_loss = int(window), float(factor), float(min_loss)
+        self.recent: deque[float] = deque(maxlen=self.window)
+        self.baseline = float("nan")
+
+    def observe(self, x: float) -> bool:
+        """True when x is a spike; otherwise x joins the window."""
+        self.baseline = float("nan")
+        if len(self.recent) >= max(1, min(self.window, 10)):
+            s, m = sorted(self.recent), len(self.recent)
+            self.baseline = 0.5 * (s[(m - 1) // 2] + s[m // 2])
+            if x > self.factor * self.baseline and x > self.min_loss:
+                return True
+        self.recent.append(x)
+        return False
+
+    def state_dict(self) -> dict:
+        return {"recent": list(self.recent)}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.recent = deque(state["recent"], maxlen=self.window)

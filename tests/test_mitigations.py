@@ -248,7 +248,7 @@ def test_the_online_detector_flags_the_steps_spikes_detect_finds():
     loss[[50, 51, 120, 300]] *= [5, 8, 4, 20]
     ep = spikes.detect(loss, window=30, factor=3.0)
     want = {t for s, e in zip(ep["start"], ep["end"]) for t in range(int(s), int(e) + 1)}
-    det = mitigations.SpikeDetector(window=30, factor=3.0)
+    det = spikes.OnlineDetector(window=30, factor=3.0)
     got = {t for t, x in enumerate(loss) if det.observe(float(x))}
     assert got == want == {50, 51, 120, 300}
 

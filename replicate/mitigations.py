@@ -1,16 +1,31 @@
-"""Mitigations of loss spikes: small pieces, each at a fixed place of the one training loop.
+"""Mitigations of loss spikes: small pieces, each registered with the place where it acts.
 
 Chosen with the multi-select config group ``mitigation`` (``python -m replicate
-'mitigation=[clip,embed_shrink]' mitigation.clip.max_norm=0.5``); the options of ``<name>`` are
-the keys under ``mitigation.<name>`` and the keyword arguments of the function below. ``MITIGATIONS``
-is the registry: name -> (place in ``train.py``, function). The places, in the loop's order:
+'mitigation=[clip,embed_shrink]' mitigation.clip.max_norm=0.5``); the options of ``<name>`` are the
+keys under ``mitigation.<name>``: the keyword-only arguments of its function (or class) below.
+``build(cfg['mitigation'])`` checks them once and returns the chosen pieces grouped by place
+(``Mitigations``); the training loop calls each place once and names no mitigation. A piece is its
+function with the options bound, called with what its place provides:
 
-- ``model``:     ``embed_shrink`` (forward hooks on the embedding), right after the model is built;
-- ``optimizer``: ``layer_lr`` (param groups) and ``beta_schedule`` (the variant) when the optimizer
-  is built; ``v_init`` (its state) right after, before step 0;
-- ``gradient``:  ``clip``, after backward and before the probes and the optimizer step;
-- ``loop``:      ``rollback``, after each forward pass (the spike check) and at the top of each step
-  (snapshots).
+==============  =====================================================  ==================================
+place           called                                                 here
+==============  =====================================================  ==================================
+``model``       ``f(model)`` right after the model is built            ``embed_shrink``
+``groups``      ``f(model, groups, lr) -> groups`` (param groups)      ``layer_lr``
+``chain``       ``f(variant) -> variant``: the optimizer's transform   ``beta_schedule``;
+                chain (update-side fixes: ``after_update(transform)``)
+``optimizer``   ``f(model, data, opt)`` once the optimizer is built,   ``v_init``
+                before step 0 (its state)
+``gradient``    ``f(grads, grad_norm)`` in place, after backward and   ``clip``
+                before the probes and the step
+``loop``        a ``LoopEvent`` (a class): the top of each step, the   ``Rollback``
+                loss after the forward pass, skip this step's update,
+                metrics to log, its state in checkpoints
+==============  =====================================================  ==================================
+
+A mitigation that needs every rank's full optimizer state (not with ``dist.zero``) says so with
+``full_state=True``. Adding one = one function (or LoopEvent class) with ``@mitigation(place=...)``
++ one ``conf/mitigation/<name>.yaml`` + one test row.
 
 Not here, because they are something else already: warmup is a schedule (``schedule=warmup``, or
 ``schedule.warmup_steps=N`` with ``cosine``/``linear``); qk-layernorm, z-loss and scaled
@@ -21,17 +36,193 @@ embeddings are options of the GPT model (``model.qk_norm``, ``model.z_loss``,
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 from collections import deque
-from typing import Any, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, Callable, Mapping
 
 import torch
 
-from .optim import TransformOptimizer, with_beta_schedule
+from .optim import Transform, TransformOptimizer, chain, with_beta_schedule
 from .spikes import OnlineDetector
+
+PLACES = ("model", "groups", "chain", "optimizer", "gradient", "loop")
+
+
+@dataclass(frozen=True)
+class Mitigation:
+    """A registered mitigation: its function (or LoopEvent class), where it acts, and whether it
+    needs the whole optimizer state on every rank; ``check(**options)`` validates options up front
+    for places that first act once training has started (gradient, loop)."""
+
+    name: str
+    place: str
+    fn: Callable
+    full_state: bool = False
+    check: Callable | None = None
+
+    def options(self) -> dict[str, Any]:
+        """The allowed options with their defaults (the keyword-only arguments)."""
+        return {p.name: p.default for p in inspect.signature(self.fn).parameters.values()
+                if p.kind is p.KEYWORD_ONLY}
+
+
+MITIGATIONS: dict[str, Mitigation] = {}
+
+
+def mitigation(name: str | None = None, *, place: str, full_state: bool = False, check: Callable | None = None):
+    """Register a mitigation acting at ``place`` (one of ``PLACES``) under ``name`` (default: the
+    function's name in lower case)."""
+    if place not in PLACES:
+        raise ValueError(f"place={place!r} is not a place; allowed: {', '.join(PLACES)}")
+
+    def register(fn):
+        key = name or fn.__name__.lower()
+        MITIGATIONS[key] = Mitigation(key, place, fn, full_state, check)
+        return fn
+
+    return register
+
+
+class LoopEvent:
+    """A mitigation acting on the loop itself (place ``loop``). Every hook is optional; ``run`` holds
+    the loop's objects: ``model``, ``opt``, ``data``, ``probes`` (or None), ``rows`` (logged rows)."""
+
+    def top(self, step: int, run: SimpleNamespace) -> None:
+        """At the top of step ``step``, before its batch is drawn."""
+
+    def after_forward(self, step: int, loss: float, run: SimpleNamespace) -> int | None:
+        """After the forward pass of ``step``: None to go on, or the step to continue from (the
+        model, optimizer and data restored in place by the event)."""
+        return None
+
+    def skip_update(self, step: int, loss: float, grad_norm: float) -> bool:
+        """True: this step's optimizer update is not applied (its gradient is dropped)."""
+        return False
+
+    def event(self) -> dict[str, float]:
+        """Metrics to merge into the next logged row (once)."""
+        return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        pass
+
+
+class MitigationError(ValueError):
+    """A bad mitigation option or one that does not fit the run; ``str(err)`` is one line that
+    names the mitigation (``mitigation.<name>: ...``)."""
+
+
+def _one_line(name: str, e: Exception) -> MitigationError:
+    key = getattr(e, "key", None)  # a HyperparameterError names its key
+    where = f"mitigation.{name}.{key}" if key else f"mitigation.{name}"
+    return MitigationError(f"{where}: {str(e).splitlines()[0]}")
+
+
+@dataclass
+class Mitigations:
+    """The chosen mitigations, checked and grouped by place, in config order (``build``). One
+    method per place; the loop events are ``loop`` (with their names in ``loop_names``)."""
+
+    chosen: dict[str, dict] = field(default_factory=dict)  # name -> its options
+    pieces: dict[str, list[tuple[str, Callable]]] = field(default_factory=dict)  # place -> [(name, piece)]
+    loop: list[LoopEvent] = field(default_factory=list)
+    loop_names: list[str] = field(default_factory=list)
+
+    def needing_full_state(self) -> list[str]:
+        return [n for n in self.chosen if MITIGATIONS[n].full_state]
+
+    def _each(self, place: str):
+        for name, piece in self.pieces.get(place, []):
+            yield name, piece
+
+    def model(self, model: torch.nn.Module) -> None:
+        for name, piece in self._each("model"):
+            try:
+                piece(model)
+            except (TypeError, ValueError, KeyError) as e:
+                raise _one_line(name, e) from None
+
+    def groups(self, model: torch.nn.Module, groups: list[dict], lr: float) -> list[dict]:
+        for name, piece in self._each("groups"):
+            try:
+                groups = piece(model, groups, lr)
+            except (TypeError, ValueError, KeyError) as e:
+                raise _one_line(name, e) from None
+        return groups
+
+    def chain(self, variant):
+        for name, piece in self._each("chain"):
+            try:
+                variant = piece(variant)
+            except (TypeError, ValueError, KeyError) as e:
+                raise _one_line(name, e) from None
+        return variant
+
+    def optimizer(self, model, data, opt) -> None:
+        for name, piece in self._each("optimizer"):
+            try:
+                piece(model, data, opt)
+            except (TypeError, ValueError, KeyError) as e:
+                raise _one_line(name, e) from None
+
+    def gradient(self, grads: list[torch.Tensor], grad_norm: torch.Tensor) -> None:
+        for _, piece in self._each("gradient"):
+            piece(grads, grad_norm)
+
+    def state_dict(self) -> dict:
+        return {name: ev.state_dict() for name, ev in zip(self.loop_names, self.loop)}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        for name, ev in zip(self.loop_names, self.loop):
+            if name in state:
+                ev.load_state_dict(state[name])
+
+
+def build(cfg: Mapping | None) -> Mitigations:
+    """The mitigations of ``cfg['mitigation']`` ({name: options}), checked and grouped by place.
+    MitigationError (one line) for an unknown mitigation, an unknown option or a bad value."""
+    out = Mitigations()
+    for name, kw in (cfg or {}).items():
+        if name not in MITIGATIONS:
+            raise MitigationError(f"mitigation: {name!r} is not a mitigation; allowed: {', '.join(MITIGATIONS)}")
+        m, kw = MITIGATIONS[name], dict(kw or {})
+        allowed = m.options()
+        for k in kw:
+            if k not in allowed:
+                raise MitigationError(f"mitigation: {name}.{k} is not an option; allowed: {', '.join(allowed)}")
+        try:
+            if m.check is not None:
+                m.check(**kw)
+            piece = m.fn(**kw) if m.place == "loop" else functools.partial(m.fn, **kw)
+        except (TypeError, ValueError) as e:
+            raise _one_line(name, e) from None
+        out.chosen[name] = kw
+        if m.place == "loop":
+            out.loop.append(piece)
+            out.loop_names.append(name)
+        else:
+            out.pieces.setdefault(m.place, []).append((name, piece))
+    return out
+
+
+def options(cfg: Mapping | None) -> dict[str, dict]:
+    """The chosen mitigations (``cfg['mitigation']``) as {name: options}, checked (see ``build``)."""
+    return build(cfg).chosen
 
 
 # ------------------------------------------------------------------------------------- gradient
+def _check_clip(*, max_norm: float = 1.0) -> None:
+    if not (isinstance(max_norm, (int, float)) and max_norm > 0):
+        raise ValueError(f"max_norm={max_norm!r} is not allowed: must be > 0")
+
+
+@mitigation(place="gradient", check=_check_clip)
 @torch.no_grad()
 def clip(grads: list[torch.Tensor], norm: torch.Tensor, *, max_norm: float = 1.0) -> None:
     """Global-norm gradient clipping (Pascanu et al. 2013, arXiv 1211.5063; GPT-3, LLaMA, PaLM
@@ -41,6 +232,7 @@ def clip(grads: list[torch.Tensor], norm: torch.Tensor, *, max_norm: float = 1.0
 
 
 # ---------------------------------------------------------------------------------------- model
+@mitigation(place="model")
 def embed_shrink(model: torch.nn.Module, *, alpha: float = 0.1, layer: str | None = None) -> list:
     """GLM-130B's embedding gradient shrink (Zeng et al. 2022, arXiv 2210.02414, §3):
     emb ← emb·α + emb.detach()·(1-α): the forward pass is unchanged, the gradient into the
@@ -71,12 +263,14 @@ def embed_shrink(model: torch.nn.Module, *, alpha: float = 0.1, layer: str | Non
 
 
 # ------------------------------------------------------------------------------------ optimizer
-def layer_lr(model: torch.nn.Module, lr: float, *, scales: Mapping[str, float]) -> list[dict]:
+@mitigation(place="groups")
+def layer_lr(model: torch.nn.Module, groups: list[dict], lr: float, *, scales: Mapping[str, float]) -> list[dict]:
     """Per-layer learning rates: η_layer = scale·η for the layers named in ``scales`` (names of
     ``model.layers()``; e.g. ``{embedding: 0.1}``, a smaller embedding learning rate as in
-    GLM-130B's discussion and Molybog et al. 2023, arXiv 2304.09871), η for the rest. Returns
-    param groups: the unscaled layers first (group 0, whose lr the loop logs), then one per
-    scaled layer. A scale of None leaves that layer unscaled (so a config can drop the default
+    GLM-130B's discussion and Molybog et al. 2023, arXiv 2304.09871), η for the rest. Each param
+    group is split: its unscaled layers first (so group 0's lr, the one the loop logs, is η), then
+    one group per scaled layer with lr = scale × (the group's lr, else ``lr``); other group keys are
+    kept. A scale of None leaves that layer unscaled (so a config can drop the default
     ``embedding`` key: ``{embedding: null, layer0: 0.1}`` on the MLP)."""
     scales = {k: s for k, s in scales.items() if s is not None}
     layers, named = model.layers(), dict(model.named_parameters())
@@ -86,13 +280,21 @@ def layer_lr(model: torch.nn.Module, lr: float, *, scales: Mapping[str, float]) 
     for k, s in scales.items():
         if not (isinstance(s, (int, float)) and s > 0):
             raise ValueError(f"scales.{k}={s!r} must be a number > 0")
-    rest = [named[n] for layer, names in layers.items() if layer not in scales for n in names]
-    groups = [{"params": rest}] if rest else []
-    groups += [{"params": [named[n] for n in layers[k]], "lr": lr * float(s)} for k, s in scales.items()]
-    return groups
+    out = []
+    for g in groups:
+        mine = {id(p) for p in g["params"]}
+        keep = {k: v for k, v in g.items() if k != "params"}
+        rest = [named[n] for layer, names in layers.items() if layer not in scales for n in names
+                if id(named[n]) in mine]
+        out += [{**keep, "params": rest}] if rest else []
+        for k, s in scales.items():
+            ps = [named[n] for n in layers[k] if id(named[n]) in mine]
+            out += [{**keep, "params": ps, "lr": g.get("lr", lr) * float(s)}] if ps else []
+    return out
 
 
-def beta_schedule(name: str, *, b1=None, b2=None, steps: int, shape: str = "linear") -> Callable:
+@mitigation(place="chain")
+def beta_schedule(variant, *, b1=None, b2=None, steps: int, shape: str = "linear") -> Callable:
     """β1/β2 that change over training, for adam, adamw and adam_eps_inside: β(t) moves from
     ``[start, end]`` over ``steps`` steps, linearly or along a half cosine (None: the optimizer's
     constant value); m̂ = m/(1-Π β1_s), v̂ = v/(1-Π β2_s), the exact normalisation of an EMA whose
@@ -102,10 +304,12 @@ def beta_schedule(name: str, *, b1=None, b2=None, steps: int, shape: str = "line
     and Demon (Chen et al. 2019, arXiv 1910.04952). The default (conf/mitigation/beta_schedule.yaml)
     decays β2 from 0.999 to 0.95 (CLAIMS Q3: a large β2 early, a small one when spikes come).
     The β are tensors computed from the step count inside the step: a compiled step never recompiles.
-    Returns the variant for ``TransformOptimizer(params, variant, ...)``."""
+    ``variant`` is the optimizer's (a name or a variant function); returns the scheduled variant."""
+    name = variant if isinstance(variant, str) else variant.__name__
     return with_beta_schedule(name, b1=b1, b2=b2, steps=steps, shape=shape)
 
 
+@mitigation(place="optimizer", full_state=True)
 def v_init(model: torch.nn.Module, data, opt: TransformOptimizer, *, batches: int = 8,
            scale: float = 1.0) -> None:
     """Non-zero initialisation of Adam's second moment (Abuduweili & Liu 2024, arXiv 2412.02153,
@@ -136,7 +340,8 @@ def v_init(model: torch.nn.Module, data, opt: TransformOptimizer, *, batches: in
 
 
 # ----------------------------------------------------------------------------------------- loop
-class Rollback:
+@mitigation(place="loop", full_state=True)
+class Rollback(LoopEvent):
     """PaLM-style rollback (Chowdhery et al. 2022, arXiv 2204.02311, §5.1: restart from a
     checkpoint ~100 steps before the spike and skip ~200–500 data batches).
 
@@ -282,33 +487,32 @@ class Rollback:
         self.recurred, self.clean = state.get("recurred", 0), state.get("clean", 0)
         self.watch_until = state.get("watch_until")
 
+    # --- the LoopEvent hooks
+    def top(self, step: int, run: SimpleNamespace) -> None:
+        self.snapshot(step, run.model, run.opt, run.data, run.probes, run.rows)
 
-# ------------------------------------------------------------------------------------- registry
-MITIGATIONS: dict[str, tuple[str, Callable]] = {
-    "embed_shrink": ("model", embed_shrink),
-    "layer_lr": ("optimizer", layer_lr),
-    "beta_schedule": ("optimizer", beta_schedule),
-    "v_init": ("optimizer", v_init),
-    "clip": ("gradient", clip),
-    "rollback": ("loop", Rollback),
-}
+    def after_forward(self, step: int, loss: float, run: SimpleNamespace) -> int | None:
+        if self.spiked(loss):
+            return self.restore(step, run.model, run.opt, run.data, run.probes, run.rows)
+        return None
 
 
-def options(cfg: Mapping | None) -> dict[str, dict]:
-    """The chosen mitigations (``cfg['mitigation']``) as {name: kwargs}; ValueError, naming the
-    key, for an unknown mitigation or option."""
-    chosen = {}
-    for name, kw in (cfg or {}).items():
-        if name not in MITIGATIONS:
-            raise ValueError(f"{name!r} is not a mitigation; allowed: {', '.join(MITIGATIONS)}")
-        kw = dict(kw or {})
-        allowed = [p.name for p in inspect.signature(MITIGATIONS[name][1]).parameters.values()
-                   if p.kind is p.KEYWORD_ONLY]
-        for k in kw:
-            if k not in allowed:
-                raise ValueError(f"{name}.{k} is not an option; allowed: {', '.join(allowed)}")
-        chosen[name] = kw
-    return chosen
+# ------------------------------------------------------------------------------------- helpers
+def after_update(make_transform: Callable[..., Transform]) -> Callable:
+    """A ``chain`` piece for an update-side fix: the variant's chain followed by
+    ``make_transform(lr, schedule, **hp)`` (a Transform acting on the final step Δθ)."""
+    from .optim import VARIANTS
+
+    def wrap(variant):
+        base = VARIANTS[variant] if isinstance(variant, str) else variant
+
+        @functools.wraps(base)
+        def wrapped(lr, schedule=None, **hp) -> Transform:
+            return chain(base(lr, schedule, **hp), make_transform(lr, schedule, **hp))
+
+        return wrapped
+
+    return wrap
 
 
 def _to(batch: Any, device: torch.device) -> Any:

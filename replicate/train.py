@@ -5,10 +5,11 @@ seed, build the model, data and optimizer, resume from a checkpoint if one is th
 loss, backward, optimizer step, log, stop if the loss is not finite (status ``diverged``),
 checkpoint every ``train.checkpoint_every`` steps. Everything that varies comes in through ``cfg``.
 
-The mitigations of ``cfg['mitigation']`` (replicate/mitigations.py) sit at fixed places: the
-embedding gradient shrink on the model; per-layer learning rates, β schedules and the v
-initialisation where the optimizer is built; gradient clipping between backward and the step;
-PaLM-style rollback as a snapshot at the top of a step and a spike check after the forward pass.
+The mitigations of ``cfg['mitigation']`` (replicate/mitigations.py) are built once, grouped by
+the place where they act, and the loop calls each place once without naming any: the model, the
+param groups, the optimizer chain and its state when they are built; the gradient between backward
+and the step; loop events (e.g. rollback) at the top of a step, after the forward pass, and to skip
+an update.
 ``train.precision`` (fp32, bf16, fp16 with ``train.loss_scale``) wraps the forward pass in autocast
 and, for fp16, scales the loss and unscales the (fp16-rounded) gradients before clip, probes and
 the step (replicate/precision.py).
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import time
 import traceback
+from types import SimpleNamespace
 from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,6 +45,11 @@ from .config import ConfigError, check_writable, validate
 from .data import build_data
 from .models import build_model
 from .optim import HyperparameterError, TransformOptimizer, make_schedule
+try:  # TEMP(lead): until optim.param_groups lands
+    from .optim import param_groups
+except ImportError:  # pragma: no cover
+    def param_groups(name, model):
+        return [{"params": list(model.parameters())}]
 from .precision import Precision
 from .probes import Probes, histogram_frame
 
@@ -62,7 +69,7 @@ def run(cfg: Any) -> dict:
     manifest = results.read_manifest(rdir) if (rdir / "manifest.json").exists() else None
     if manifest and manifest.get("status") in results.FINISHED:
         return {**manifest, "skipped": True}  # a rerun of a finished sweep trains nothing
-    model, data, opt = _build(cfg)  # before writing anything, so bad values leave no folder
+    model, data, opt, mit = _build(cfg)  # before writing anything, so bad values leave no folder
     d = distributed.info()  # rank 0 of 1 outside torchrun; only rank 0 writes
 
     manifest = _manifest(cfg, rdir, status="running")
@@ -72,7 +79,7 @@ def run(cfg: Any) -> dict:
         results.write_manifest(rdir, manifest)
     t0 = time.perf_counter()
     try:
-        status, steps_done = _loop(cfg, rdir, model, data, opt, manifest)
+        status, steps_done = _loop(cfg, rdir, model, data, opt, mit, manifest)
     except BaseException as e:
         manifest.update(status="failed", error="".join(traceback.format_exception(e)),
                         wall_time_s=manifest["wall_time_s"] + time.perf_counter() - t0)
@@ -92,8 +99,9 @@ def run(cfg: Any) -> dict:
 
 
 def _build(cfg: dict):
-    """Seed everything, then make the model, the data stream and the optimizer, with the
-    mitigations that belong to them."""
+    """Seed everything, then make the model, the data stream and the optimizer, and let the
+    mitigations act at their places (model, param groups, optimizer chain, optimizer state).
+    Returns (model, data, opt, mitigations); the loop places (gradient, loop events) act in _loop."""
     seed = cfg["seed"]
     if cfg.get("threads"):
         torch.set_num_threads(cfg["threads"])
@@ -104,45 +112,37 @@ def _build(cfg: dict):
     torch.manual_seed(seed)
     device = _device(cfg.get("device", "auto"))
     d = distributed.setup(device)  # joins the process group under torchrun
-    mit = _checked("mitigation", mitigations.options, cfg.get("mitigation"))
-    zero = _zero(cfg)
-    if zero and ({"v_init", "rollback"} & set(mit) or (cfg.get("probe") or {}).get("every")):
-        raise ConfigError("dist.zero=true shards the optimizer state: probes, mitigation.v_init and "
-                          "mitigation.rollback need all of it; use dist.zero=false (plain DDP) with them")
-    parts, rows = d.world * cfg["train"].get("grad_accum", 1), (cfg.get("data") or {}).get("batch_size")
-    if parts > 1 and isinstance(rows, int) and rows % parts:
-        raise ConfigError(f"data.batch_size={rows} does not split into world size {d.world} x "
-                          f"train.grad_accum={cfg['train'].get('grad_accum', 1)} equal parts")
-    model = _checked("model", build_model, {k: v for k, v in cfg["model"].items() if k != "compile"}).to(device)
-    if "embed_shrink" in mit:
-        _checked("mitigation.embed_shrink", lambda kw: mitigations.embed_shrink(model, **kw), mit["embed_shrink"])
-    data = _checked("data", build_data, cfg["data"])
-    sched = dict(cfg.get("schedule") or {"name": "constant"})
-    schedule = _checked("schedule", lambda s: make_schedule(s.pop("name"), **s), sched)
-    ocfg = cfg["optimizer"]
-    hparams = {k: v for k, v in ocfg.items() if k not in NOT_OPTIMIZER_HPARAMS}
-    params = model.parameters()
-    if "layer_lr" in mit:
-        params = _checked("mitigation.layer_lr",
-                          lambda kw: mitigations.layer_lr(model, hparams.get("lr", 1e-3), **kw), mit["layer_lr"])
-    variant = ocfg["name"]
     try:
-        if "beta_schedule" in mit:
-            variant = mitigations.beta_schedule(variant, **mit["beta_schedule"])
-        def make(ps):
-            return TransformOptimizer(ps, variant, schedule=schedule, compile=bool(ocfg.get("compile", False)),
-                                      **hparams)
-        opt = distributed.ShardedOptimizer(params, make, d) if zero else make(params)  # dist.zero: ZeRO-1
-    except HyperparameterError as e:
-        where = "mitigation.beta_schedule" if e.key == "name" and "beta_schedule" in mit else "optimizer"
-        raise ConfigError(f"{where}.{e.key}: {e}") from None
-    if "clip" in mit and not mit["clip"].get("max_norm", 1.0) > 0:
-        raise ConfigError(f"mitigation.clip.max_norm={mit['clip']['max_norm']!r} is not allowed: must be > 0")
-    if "rollback" in mit:
-        _checked("mitigation.rollback", lambda kw: mitigations.Rollback(**kw), mit["rollback"])
-    if "v_init" in mit:
-        _checked("mitigation.v_init", lambda kw: mitigations.v_init(model, data, opt, **kw), mit["v_init"])
-    return model, data, opt
+        mit = mitigations.build(cfg.get("mitigation"))  # checked once, grouped by place
+        if _zero(cfg) and (mit.needing_full_state() or (cfg.get("probe") or {}).get("every")):
+            names = ", ".join(f"mitigation.{n}" for n in mit.needing_full_state())
+            raise ConfigError("dist.zero=true shards the optimizer state: probes" + (f" and {names}" if names else "")
+                              + " need all of it; use dist.zero=false (plain DDP) with them")
+        parts, rows = d.world * cfg["train"].get("grad_accum", 1), (cfg.get("data") or {}).get("batch_size")
+        if parts > 1 and isinstance(rows, int) and rows % parts:
+            raise ConfigError(f"data.batch_size={rows} does not split into world size {d.world} x "
+                              f"train.grad_accum={cfg['train'].get('grad_accum', 1)} equal parts")
+        model = _checked("model", build_model, {k: v for k, v in cfg["model"].items() if k != "compile"}).to(device)
+        mit.model(model)
+        data = _checked("data", build_data, cfg["data"])
+        sched = dict(cfg.get("schedule") or {"name": "constant"})
+        schedule = _checked("schedule", lambda s: make_schedule(s.pop("name"), **s), sched)
+        ocfg = cfg["optimizer"]
+        hparams = {k: v for k, v in ocfg.items() if k not in NOT_OPTIMIZER_HPARAMS}
+        try:
+            params = mit.groups(model, param_groups(ocfg["name"], model), hparams.get("lr", 1e-3))
+            variant = mit.chain(ocfg["name"])
+
+            def make(ps):
+                return TransformOptimizer(ps, variant, schedule=schedule, compile=bool(ocfg.get("compile", False)),
+                                          **hparams)
+            opt = distributed.ShardedOptimizer(params, make, d) if _zero(cfg) else make(params)  # dist.zero: ZeRO-1
+        except HyperparameterError as e:
+            raise ConfigError(f"optimizer.{e.key}: {e}") from None
+        mit.optimizer(model, data, opt)
+    except mitigations.MitigationError as e:
+        raise ConfigError(str(e)) from None
+    return model, data, opt, mit
 
 
 def _checked(group: str, build, cfg):
@@ -153,7 +153,7 @@ def _checked(group: str, build, cfg):
         raise ConfigError(f"{group}: {str(e).splitlines()[0]}") from None
 
 
-def _loop(cfg: dict, rdir: Path, model, data, opt, manifest: dict) -> tuple[str, int]:
+def _loop(cfg: dict, rdir: Path, model, data, opt, mit: mitigations.Mitigations, manifest: dict) -> tuple[str, int]:
     tcfg = cfg["train"]
     steps, log_every, ckpt_every = tcfg["steps"], tcfg.get("log_every", 1), tcfg.get("checkpoint_every", 0)
     device = next(model.parameters()).device
@@ -166,9 +166,6 @@ def _loop(cfg: dict, rdir: Path, model, data, opt, manifest: dict) -> tuple[str,
         manifest["probe_notes"] = probes.notes
         if d.main:
             results.write_manifest(rdir, manifest)
-    mit = mitigations.options(cfg.get("mitigation"))
-    clip = mit.get("clip")
-    rollback = mitigations.Rollback(**mit["rollback"]) if "rollback" in mit else None
     prec = Precision(tcfg.get("precision", "fp32"), tcfg.get("loss_scale", "dynamic"), device)
     rows: list[dict] = []
     start = 0
@@ -180,8 +177,7 @@ def _loop(cfg: dict, rdir: Path, model, data, opt, manifest: dict) -> tuple[str,
         torch.set_rng_state(ck["rng"])
         if probes is not None:
             probes.load_state_dict(ck["probes"])
-        if rollback is not None:
-            rollback.load_state_dict(ck["rollback"])
+        mit.load_state_dict(ck.get("loop") or {})
         prec.load_state_dict(ck.get("precision"))
         rows, start = ck["rows"], ck["step"]
     manifest["start_step"] = start  # > 0 after a resume
@@ -198,18 +194,21 @@ def _loop(cfg: dict, rdir: Path, model, data, opt, manifest: dict) -> tuple[str,
     bar = tqdm(initial=start, total=steps, disable=not (cfg.get("progress", True) and d.main),
                desc=f"{cfg.get('name', 'run')} seed={cfg['seed']}", mininterval=1.0, leave=False)
     step = start
+    events = mit.loop  # loop events (rollback, ...): the top of a step, after the forward pass, skip
+    run = SimpleNamespace(model=model, opt=opt, data=data, probes=probes, rows=rows)
     while step < steps:
-        if rollback is not None:
-            rollback.snapshot(step, model, opt, data, probes, rows)
+        for ev in events:
+            ev.top(step, run)
         batch = _to(data.next(), device)
         opt.zero_grad(set_to_none=True)
         scale = prec.scale()
         # forward (autocast of train.precision) and backward of each micro-batch of this rank's shard;
         # loss: the global batch's, averaged over micro-batches and ranks
         loss = _forward_backward(step_model, distributed.microbatches(batch, d, accum), prec)
-        if rollback is not None and rollback.spiked(loss.item()):
-            step = rollback.restore(step, model, opt, data, probes, rows)  # back ~N steps, skip M batches
-            bar.n = step
+        value = loss.item() if events else None
+        back = next((b for b in (ev.after_forward(step, value, run) for ev in events) if b is not None), None)
+        if back is not None:  # e.g. rollback: the state ~N steps back restored, M batches skipped
+            step = bar.n = back
             continue
         val = _val_loss(model, data, prec, device) if d.main and val_every and (
             step % val_every == 0 or step == steps - 1) else None  # same parameters as this step's loss
@@ -217,16 +216,21 @@ def _loop(cfg: dict, rdir: Path, model, data, opt, manifest: dict) -> tuple[str,
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else None
         finite = prec.finite(grad_norm)  # False: fp16 skips this step (no clip, no probes)
-        if clip is not None and grads and finite:
-            mitigations.clip(grads, grad_norm, **clip)
-        if probes is not None and finite:
+        # a loop event may skip this step's update (e.g. skip-step); its loss is still logged
+        skipped = bool(events) and any([ev.skip_update(step, value, math.nan if grad_norm is None else grad_norm.item())
+                                        for ev in events])
+        stepped = finite and not skipped
+        if grads and stepped:
+            mit.gradient(grads, grad_norm)  # e.g. clip, in place
+        if probes is not None and stepped:
             probes.before_step(step)
-        prec.step(opt)  # opt.step(); fp16: skipped on inf/nan, then the scale's update
+        if not skipped:
+            prec.step(opt)  # opt.step(); fp16: skipped on inf/nan, then the scale's update
         lr = opt.current_lr()  # the learning rate this step used
-        probed = probes.after_step(step) if probes is not None and finite else {}
+        probed = probes.after_step(step) if probes is not None and stepped else {}
         amp = {"loss_scale": scale, "step_skipped": float(not finite)} if prec.fp16 else {}
-        event = rollback.event() if rollback is not None else {}
-        if probed or event or not finite or val is not None or step % log_every == 0 or step == steps - 1:
+        event = {k: v for ev in events for k, v in ev.event().items()}
+        if probed or event or not stepped or val is not None or step % log_every == 0 or step == steps - 1:
             value = loss.item()
             rows.append({"step": step, "loss": value, "lr": lr,
                          "grad_norm": float("nan") if grad_norm is None else grad_norm.item(),
@@ -244,7 +248,7 @@ def _loop(cfg: dict, rdir: Path, model, data, opt, manifest: dict) -> tuple[str,
                 results.atomic_torch_save({"model": model.state_dict(), "optimizer": osd,
                                            "data": data.state_dict(), "rng": torch.get_rng_state(),
                                            "probes": probes.state_dict() if probes is not None else None,
-                                           "rollback": rollback.state_dict() if rollback is not None else None,
+                                           "loop": mit.state_dict(),
                                            "precision": prec.state_dict(), "rows": rows, "step": step}, ckpt_path)
     bar.close()
     if t_warm is not None and step > warm:

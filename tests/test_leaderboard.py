@@ -179,7 +179,7 @@ def test_arms_compose_into_valid_runs(arm, cfg_factory):
     from replicate import train
 
     cfg = cfg_factory("experiment=mitigations", f"+arm/mitigations={arm}")
-    model, _, opt = train._build(cfg)
+    model, _, opt, _ = train._build(cfg)
     assert cfg["name"] == "mitigations" and cfg["label"] == arm.split("/")[1]
     assert type(model).__name__.lower() == arm.split("/")[0]
 

@@ -64,10 +64,11 @@ def test_clip_in_the_loop_bounds_the_sgd_step(cfg_factory, monkeypatch):
     """SGD without momentum: with clipping at c every step moves θ by exactly η·c in norm."""
     cfg = cfg_factory(*MLP_CFG, "optimizer=sgd", "optimizer.momentum=0.0", "optimizer.lr=0.1", "train.steps=3",
                       "mitigation=[clip]", "mitigation.clip.max_norm=1.0e-3")
-    model, data, opt = train._build(cfg)
+    built = train._build(cfg)
+    model = built[0]
     before = [p.detach().clone() for p in model.parameters()]
     real_build = train._build
-    monkeypatch.setattr(train, "_build", lambda c: (model, data, opt))
+    monkeypatch.setattr(train, "_build", lambda c: built)
     m = train.run(cfg)
     monkeypatch.setattr(train, "_build", real_build)
     assert m["status"] == "done"
@@ -112,7 +113,7 @@ def test_embed_shrink_on_a_named_layer_and_bad_layer():
 def test_layer_lr_gives_the_embedding_exactly_the_scaled_step():
     model, ref = gpt(), gpt()
     b = batch()
-    groups = mitigations.layer_lr(model, 1e-2, scales={"embedding": 0.1})
+    groups = mitigations.layer_lr(model, [{"params": list(model.parameters())}], 1e-2, scales={"embedding": 0.1})
     assert [len(g["params"]) for g in groups][1] == 2 and groups[1]["lr"] == 1e-2 * 0.1
     opt = TransformOptimizer(groups, "adam", lr=1e-2)
     named = dict(ref.named_parameters())
@@ -128,7 +129,8 @@ def test_layer_lr_gives_the_embedding_exactly_the_scaled_step():
         assert torch.equal(p, q), n
     # and with SGD the embedding's step is 0.1 × the unscaled one
     a, c = gpt(), gpt()
-    sa = TransformOptimizer(mitigations.layer_lr(a, 0.5, scales={"embedding": 0.1}), "sgd", lr=0.5)
+    sa = TransformOptimizer(mitigations.layer_lr(a, [{"params": list(a.parameters())}], 0.5, scales={"embedding": 0.1}),
+                            "sgd", lr=0.5)
     sc = make("sgd", c.parameters(), lr=0.5)
     w0 = a.wte.weight.detach().clone()
     for m, o in ((a, sa), (c, sc)):
@@ -138,13 +140,13 @@ def test_layer_lr_gives_the_embedding_exactly_the_scaled_step():
     torch.testing.assert_close(a.wte.weight - w0, 0.1 * (c.wte.weight - w0), rtol=1e-5, atol=1e-8)
     assert torch.equal(a.blocks[0].mlp.fc.weight, c.blocks[0].mlp.fc.weight)
     with pytest.raises(ValueError, match="allowed: embedding"):
-        mitigations.layer_lr(a, 0.1, scales={"emb": 0.1})
+        mitigations.layer_lr(a, [{"params": list(a.parameters())}], 0.1, scales={"emb": 0.1})
 
 
 # ---------------------------------------------------------------------------------------- v_init
 def test_v_init_sets_v_to_the_mean_squared_gradient_of_k_batches(cfg_factory):
     cfg = cfg_factory(*MLP_CFG, "mitigation=[v_init]", "mitigation.v_init.batches=3")
-    model, data, opt = train._build(cfg)
+    model, data, opt, _ = train._build(cfg)
     assert data.pos == 0  # the stream did not move
     torch.manual_seed(cfg["seed"])
     from replicate.models import build_model
@@ -393,7 +395,7 @@ def test_every_preset_composes_builds_and_names_its_paper(preset, cfg_factory):
     assert "arXiv" in text.split("defaults:")[0]
     cfg = cfg_factory(*GPT_CFG, f"optimizer=preset/{preset}")
     assert cfg["mitigation"]["clip"]["max_norm"] == 1.0 and cfg["schedule"]["name"] in ("cosine", "linear")
-    model, data, opt = train._build(cfg)
+    model, data, opt, _ = train._build(cfg)
     group = opt.param_groups[0]
     assert all(group[k] == cfg["optimizer"][k] for k in ("lr", "b1", "b2", "eps", "weight_decay"))
     with_more = cfg_factory(*GPT_CFG, f"optimizer=preset/{preset}", "mitigation=[embed_shrink]")
@@ -454,7 +456,7 @@ def test_a_killed_run_with_rollback_resumes_to_the_identical_result(cfg_factory,
 
 @pytest.mark.parametrize("over, match", [
     (["mitigation=[clip]", "+mitigation.clip.norm=1"], "mitigation: clip.norm is not an option"),
-    (["mitigation=[clip]", "mitigation.clip.max_norm=0"], "mitigation.clip.max_norm"),
+    (["mitigation=[clip]", "mitigation.clip.max_norm=0"], "mitigation.clip: max_norm=0"),
     (["mitigation=[layer_lr]", "+mitigation.layer_lr.scales.emb=0.1"], "mitigation.layer_lr: scales"),
     (["mitigation=[rollback]", "mitigation.rollback.mode=jump"], "mitigation.rollback: mode"),
 ])

@@ -302,30 +302,6 @@ def memory_report(model: torch.nn.Module, opt, d: Dist | None = None, zero: bool
             "mixed_precision_bytes": mixed_precision_bytes(n, d.world, zero)}
 
 
-# ------------------------------------------------------------------------------------------ launch
-def _worker(rank: int, world: int, port: int, cfg: dict) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    from .train import run
-
-    run(cfg)
-
-
-def spawn(cfg: dict, nprocs: int, port: int | None = None) -> None:
-    """Run ``cfg`` in ``nprocs`` local processes, as torchrun would (tests, CPU experiments)."""
-    import socket
-
-    import torch.multiprocessing as mp
-
-    if port is None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-    # fork is quick (no re-import) and safe before CUDA is initialised; spawn where CUDA is used
-    method = "spawn" if torch.cuda.is_available() else "fork"
-    mp.start_processes(_worker, args=(nprocs, port, cfg), nprocs=nprocs, join=True, start_method=method)
-
-
 # --------------------------------------------------------------------------------------- throughput
 # dense bf16/fp16 tensor-core peak per GPU, FLOP/s (vendor data sheets, without sparsity)
 PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12}

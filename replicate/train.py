@@ -301,6 +301,28 @@ def _probes(cfg: dict, model, opt, data, device) -> Probes | None:
     return Probes(model, opt, pcfg, seed=cfg["seed"], probe_batch=_to(batch, device))
 
 
+# ------------------------------------------------------------------------------------------ launch
+def _worker(rank: int, world: int, port: int, cfg: dict) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    run(cfg)
+
+
+def spawn(cfg: dict, nprocs: int, port: int | None = None) -> None:
+    """Run ``cfg`` in ``nprocs`` local processes (gloo on CPU), as torchrun would: each calls ``run``."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    if port is None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    # fork is quick (no re-import) and safe before CUDA is initialised; spawn where CUDA is used
+    method = "spawn" if torch.cuda.is_available() else "fork"
+    mp.start_processes(_worker, args=(nprocs, port, cfg), nprocs=nprocs, join=True, start_method=method)
+
+
 # ---------------------------------------------------------------------------------------- helpers
 def _plain(cfg: Any) -> dict:
     try:

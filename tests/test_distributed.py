@@ -50,7 +50,7 @@ def test_ddp_on_two_processes_equals_one_process_and_the_replicas_agree(tmp_path
     from conftest import make_cfg
 
     _, ref, _ = single
-    distributed.spawn(make_cfg(MLP, tmp_path), 2)
+    train.spawn(make_cfg(MLP, tmp_path), 2)
     got, m = series(tmp_path), manifest(tmp_path)
     assert m["status"] == "done" and m["memory"]["world_size"] == 2
     assert m["replica_spread"] == 0.0  # parameters bit-equal across ranks
@@ -63,7 +63,7 @@ def test_zero1_equals_one_process_shards_the_state_and_resumes_on_one_process(tm
 
     _, ref, m1 = single
     cfg = make_cfg([*MLP, "dist.zero=true"], tmp_path)
-    distributed.spawn(cfg, 2)
+    train.spawn(cfg, 2)
     got, m = series(tmp_path), manifest(tmp_path)
     assert m["replica_spread"] == 0.0 and np.allclose(got, ref, rtol=1e-5, atol=0)
     full = m1["memory"]["optimizer_state_bytes_per_rank"][0]
@@ -86,7 +86,7 @@ def test_a_one_process_checkpoint_resumes_on_two_processes_with_zero1(tmp_path, 
     root, ref, _ = single
     shutil.copytree(root / "runs", tmp_path / "runs")
     unfinish(tmp_path)
-    distributed.spawn(make_cfg([*MLP, "dist.zero=true"], tmp_path), 2)
+    train.spawn(make_cfg([*MLP, "dist.zero=true"], tmp_path), 2)
     m = manifest(tmp_path)
     assert m["status"] == "done" and m["resumes"] == 1 and m["memory"]["zero"]
     assert np.allclose(series(tmp_path), ref, rtol=1e-5, atol=0)
@@ -140,7 +140,7 @@ def test_probes_clip_and_rollback_run_on_rank_0_under_ddp(tmp_path):
     gpt = ["model=gpt", "data=markov", "data.batch_size=8", "data.context=16", "model.width=32", "model.heads=2",
            "train.steps=12", "threads=1", "probe=layers", "probe.every=5", "mitigation=[clip,rollback]",
            "train.grad_accum=2"]
-    distributed.spawn(make_cfg(gpt, tmp_path), 2)
+    train.spawn(make_cfg(gpt, tmp_path), 2)
     m = manifest(tmp_path)
     assert m["status"] == "done" and m["replica_spread"] == 0.0
     df = results.load(tmp_path)

@@ -49,7 +49,7 @@ def half_step(variant, *, factor: float = 0.5):
 
 def v_const(model, data, opt, *, value: float = 1.0) -> None:
     """optimizer: v₀ = value before step 0."""
-    for p in model.parameters():
+    for p in (p for g in opt.param_groups for p in g["params"]):
         opt.param_state(p)["v"].fill_(value)
 
 
@@ -201,3 +201,15 @@ def test_every_mitigation_has_a_yaml_naming_exactly_its_options():
     for name, m in mitigations.MITIGATIONS.items():
         body = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "mitigation" / f"{name}.yaml"))
         assert set(body) == set(m.options()), name
+
+
+def test_the_toys_together_with_a_compiled_step_match_eager(toys, tmp_path, dynamo_only):
+    """Every toy at once, optimizer.compile=true (dynamo, one graph): the same losses as eager."""
+    over = ["optimizer=adam", "mitigation=[toy_model,toy_groups,toy_chain,toy_optimizer,toy_gradient,toy_loop]"]
+    for c in ("false", "true"):
+        assert train.run(toys(*over, f"optimizer.compile={c}", results_dir=tmp_path / c))["status"] == "done"
+    a, b = (results.load(tmp_path / c) for c in ("false", "true"))
+    la, lb = (d[d["metric"] == "loss"].sort_values("step")["value"].to_numpy() for d in (a, b))
+    assert len(la) == 6
+    torch.testing.assert_close(torch.tensor(lb), torch.tensor(la), rtol=1e-6, atol=0)
+    assert not dynamo_only()

@@ -1,12 +1,13 @@
 """Helpers for the optimizer-step benchmarks (tests/bench/test_optimizers.py, `make bench`).
 
 An optimizer step is memory-bound: its floor is (bytes moved per parameter × parameters) / memory
-bandwidth.  This module holds the counted bytes per parameter of every variant (``BYTES_PER_PARAM``),
-the expected optimizer-state bytes (``expected_state_bytes``) and the measured ones
-(``state_bytes``), a device-to-device copy bandwidth (``copy_bandwidth``), a step timer (CUDA events
-on a GPU, ``time.perf_counter`` on the CPU; the median after warm-up), model-shaped parameter sets
-(``model_shapes``), and ``python -m replicate.bench results/bench/<file>.json`` to print the README
-table from a pytest-benchmark JSON.
+bandwidth.  This module derives the counted bytes per parameter of every variant from its row
+(``BYTES_PER_PARAM``, a view of ``replicate.optim.ROWS``), the expected optimizer-state bytes
+(``expected_state_bytes``) and the measured ones (``state_bytes``), a device-to-device copy
+bandwidth (``copy_bandwidth``), a step timer (CUDA events on a GPU, ``time.perf_counter`` on the
+CPU; the median after warm-up), model-shaped parameter sets (``model_shapes``), and
+``python -m replicate.bench results/bench/<file>.json`` to print the README table from a
+pytest-benchmark JSON.
 """
 from __future__ import annotations
 
@@ -17,51 +18,79 @@ import re
 import statistics
 import sys
 import time
+from collections.abc import Mapping
 from typing import Callable, Iterable, Optional
 
 import torch
 
+from .optim.variants import ROWS, Row, get_row
+
 # --- bytes moved per parameter per step --------------------------------------------------------
-# The compulsory traffic of ONE fused pass (what a perfect kernel moves), counted per layout:
-#   "fp32": fp32 params, grads and state.  Adam family: read p, g, m, v (16) + write p, m, v (12)
-#           = 28; one-moment variants (lion, sgd with momentum): read p, g, m + write p, m = 20.
+# The compulsory traffic of ONE fused pass (what a perfect kernel moves), derived from a variant's
+# row (replicate.optim.ROWS: its k = len(state) per-coordinate state tensors), the same in both
+# layouts:
+#   "fp32": fp32 params, grads and state: read p, g and each moment (4·(2 + k)), write p and each
+#           moment (4·(1 + k)): 12 + 8k, so 28 for the Adam family (m, v), 20 for one moment (lion;
+#           sgd with momentum, as benchmarked: its row's "bench" case).
 #   "bf16": bf16 params and grads, fp32 master weights and fp32 state (mixed precision): read g (2),
 #           read + write the fp32 master (8) and each fp32 moment (8 each), write the bf16 copy of
-#           p (2): Adam family 28, one moment 20 (30 / 22 if the bf16 p is read as well).
-# Variants that need a per-tensor reduction BEFORE the update can be applied read again:
-#   stable_adamw: RMS_t = √mean(g²/v̂_t) needs this step's v̂ first: a pass reading g, v (fp32 +8,
-#                 bf16 +6 = g 2 + v 4), then the Adam pass: 36 / 34.
-#   adafactor:    no per-coordinate state for matrices (row/col factors, ~0 bytes); passes: read g
-#                 (row/col means), read g and p (RMS(U), RMS(θ)), read p, g + write p:
-#                 fp32 4 + 8 + 12 = 24; bf16 2 + 6 + 12 = 20 (vectors keep a full v: negligible).
-# sgd is benchmarked with momentum 0.9 (BENCH_HPARAMS); without momentum it moves 12 (fp32).
-# The eager (foreach) forms move far more than this (one pass per _foreach_ op, with temporaries);
-# gbps / copy bandwidth shows how close an implementation comes to one fused pass.
-BYTES_PER_PARAM: dict[str, dict[str, int]] = {
-    "adam":            {"fp32": 28, "bf16": 28},
-    "adamw":           {"fp32": 28, "bf16": 28},
-    "adam_eps_inside": {"fp32": 28, "bf16": 28},
-    "adam_eps0":       {"fp32": 28, "bf16": 28},
-    "adam_atan2":      {"fp32": 28, "bf16": 28},
-    "adabelief":       {"fp32": 28, "bf16": 28},
-    "radam":           {"fp32": 28, "bf16": 28},
-    "spam":            {"fp32": 28, "bf16": 28},   # spike clip is elementwise (g² > θ·v): no extra pass
-    "lion":            {"fp32": 20, "bf16": 20},
-    "sgd":             {"fp32": 20, "bf16": 20},   # momentum 0.9
-    "stable_adamw":    {"fp32": 36, "bf16": 34},   # + the update-clipping reduction pass
-    "adafactor":       {"fp32": 24, "bf16": 20},   # three passes, ~no state for matrices
-    "torch_adamw":     {"fp32": 28, "bf16": 28},   # torch.optim.AdamW, the reference
-}
+#           p (2): 12 + 8k again (+2 if the bf16 p is read as well).
+# A variant whose update needs a per-tensor reduction BEFORE it can be applied reads again: its
+# row's extra_pass (stable_adamw: +8 fp32 / +6 bf16); a factored one declares its own counts
+# (adafactor: 24 / 20).  The eager (foreach) forms move far more than this (one pass per _foreach_
+# op, with temporaries); gbps / copy bandwidth shows how close an implementation comes to one pass.
+LAYOUTS = ("fp32", "bf16")
 
-# Hyperparameters used by the benchmarks where a variant's defaults would benchmark a trivial case.
-BENCH_HPARAMS: dict[str, dict] = {"sgd": {"momentum": 0.9}}
+# torch.optim.AdamW, the benchmarks' reference (not a variant: its own small row, state in the
+# param dtype, no master copy).
+TORCH_ADAMW = Row("torch_adamw", None, state=("exp_avg", "exp_avg_sq"))
 
-# Per-coordinate optimizer-state tensors kept per parameter (fp32 layout): Adam family m, v;
-# lion m; sgd (momentum) its buffer; adafactor: row/col factors for ≥2-D tensors, v for the rest.
-STATE_TENSORS: dict[str, int] = {
-    "adam": 2, "adamw": 2, "adam_eps_inside": 2, "adam_eps0": 2, "adam_atan2": 2, "adabelief": 2,
-    "radam": 2, "spam": 2, "stable_adamw": 2, "lion": 1, "sgd": 1, "torch_adamw": 2,
-}  # adafactor: factored, see expected_state_bytes
+
+def _row(variant: str) -> Row:
+    return TORCH_ADAMW if variant == "torch_adamw" else get_row(variant)
+
+
+def _counted(row: Row) -> dict[str, int]:
+    if row.bytes is not None:
+        return {layout: row.bytes[layout] for layout in LAYOUTS}
+    k = len(row.need("state"))
+    return {layout: 12 + 8 * k + row.extra_pass.get(layout, 0) for layout in LAYOUTS}
+
+
+class _FromRows(Mapping):
+    """A read-only view over the registered variants' rows (+ torch_adamw): ``fn(row)`` per name,
+    computed when read, so a variant registered later is in it and one that lacks the field raises
+    IncompleteRow instead of reading a default."""
+
+    def __init__(self, fn: Callable[[Row], object], reference: bool = True):
+        self._fn, self._reference = fn, reference
+
+    def _names(self) -> list[str]:
+        return [*ROWS, *(["torch_adamw"] if self._reference else [])]
+
+    def __getitem__(self, name: str):
+        if name not in self._names():
+            raise KeyError(name)
+        return self._fn(_row(name))
+
+    def __iter__(self):
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+
+# variant -> {"fp32": bytes, "bf16": bytes} (registration order, then torch_adamw)
+BYTES_PER_PARAM: Mapping[str, dict[str, int]] = _FromRows(_counted)
+
+# Hyperparameters used by the benchmarks where a variant's defaults would benchmark a trivial case
+# (its row's "bench" case: sgd momentum 0.9; {} for the others).
+BENCH_HPARAMS: Mapping[str, dict] = _FromRows(lambda row: row.case("bench"), reference=False)
+
+# Per-coordinate optimizer-state tensors kept per parameter: len(row.state) (Adam family 2: m, v;
+# lion 1: m; sgd with momentum 1: its buffer); 0 for a factored variant (adafactor's row/column
+# factors for ≥2-D tensors: see expected_state_bytes).
+STATE_TENSORS: Mapping[str, int] = _FromRows(lambda row: 0 if row.factored else len(row.need("state")))
 
 # Mixed precision as intended (bf16 params + fp32 master, m, v): 16 bytes per param in all,
 # of which 12 optimizer state (4 master + 4 m + 4 v): what TransformOptimizer keeps for bf16 params.
@@ -76,21 +105,18 @@ def bytes_per_param(variant: str, layout: str = "fp32") -> int:
 def expected_state_bytes(variant: str, shapes: Iterable[tuple[int, ...]],
                          dtype: torch.dtype = torch.float32) -> float:
     """Expected optimizer-state bytes per parameter, as our implementation keeps it: fp32 state
-    tensors (m, v, ...; Adafactor's row/column factors), plus a 4-byte fp32 master copy for bf16 or
-    fp16 params (mixed precision: 12 bytes for the Adam family, MIXED_PRECISION_TARGET).  0-dim shared
+    tensors (m, v, ...: the row's state, under its "bench" case; a factored variant's own rule,
+    e.g. Adafactor's row/column factors), plus a 4-byte fp32 master copy for bf16 or fp16 params
+    (mixed precision: 12 bytes for the Adam family, MIXED_PRECISION_TARGET).  0-dim shared
     counters (a few bytes per group) are not counted."""
     shapes = [tuple(s) for s in shapes]
-    n = sum(math.prod(s) for s in shapes)
-    master = 4.0 if dtype in (torch.bfloat16, torch.float16) else 0.0
-    if variant == "adafactor":
-        per = sum((s[-2] * (math.prod(s[:-2]) or 1) + s[-1] * (math.prod(s[:-2]) or 1))
-                  if len(s) >= 2 else math.prod(s) for s in shapes)
-        return per * 4 / n + master
-    if variant == "torch_adamw":  # torch keeps its state in the param dtype, no master
+    row = _row(variant)
+    if row is TORCH_ADAMW:  # torch keeps its state in the param dtype, no master
         return float(STATE_TENSORS[variant] * torch.tensor([], dtype=dtype).element_size())
-    hp = BENCH_HPARAMS.get(variant, {})
-    k = STATE_TENSORS[variant] if variant != "sgd" or hp.get("momentum") else 0
-    return float(k * 4) + master
+    master = 4.0 if dtype in (torch.bfloat16, torch.float16) else 0.0
+    if row.state_bytes is not None:
+        return row.state_bytes(shapes) + master
+    return float(STATE_TENSORS[variant] * 4) + master
 
 
 def state_bytes(states: Iterable[dict]) -> int:
@@ -274,7 +300,7 @@ def state_table(n: int = 1_000_000) -> str:
             opt = make(v, ps, **BENCH_HPARAMS.get(v, {}))
             got[dt] = state_bytes(opt.param_state(p) for p in ps) / n_params(shapes)
         # fp32 master (4) + each fp32 moment (4): adam 12 (MIXED_PRECISION_TARGET), lion 8
-        target = 4 + 4 * (STATE_TENSORS[v] if v in STATE_TENSORS else 0)
+        target = 4 + 4 * STATE_TENSORS[v]
         out.append(f"| {v} | {got[torch.float32]:.3g} | "
                    f"{expected_state_bytes(v, shapes):.3g} | {got[torch.bfloat16]:.3g} | {target} |")
     return "\n".join(out)

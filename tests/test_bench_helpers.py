@@ -13,10 +13,13 @@ from replicate.optim import VARIANTS, make
 
 
 def test_bytes_table_covers_every_variant_and_counts_adam_lion():
+    """The table is derived from the rows: 12 + 8 bytes per state tensor, + a declared extra pass."""
     assert set(VARIANTS) | {"torch_adamw"} == set(bench.BYTES_PER_PARAM)
     assert bench.bytes_per_param("adam") == 28 == 4 * (4 + 3)  # read p, g, m, v; write p, m, v
     assert bench.bytes_per_param("lion") == 20 == 4 * (3 + 2)  # read p, g, m; write p, m
     assert bench.bytes_per_param("stable_adamw") > bench.bytes_per_param("adamw")  # extra pass
+    assert bench.BYTES_PER_PARAM["stable_adamw"] == {"fp32": 36, "bf16": 34}  # 28 + its declared pass
+    assert bench.BYTES_PER_PARAM["adafactor"] == {"fp32": 24, "bf16": 20}  # its own counts
     for v, row in bench.BYTES_PER_PARAM.items():
         assert set(row) == {"fp32", "bf16"} and all(n > 0 for n in row.values()), v
 
@@ -28,15 +31,21 @@ def test_model_shapes_mix_matrices_and_vectors_near_the_target():
         assert abs(bench.n_params(shapes) / n - 1) < 0.15
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_state_bytes_measured_equal_expected(variant):
+def check_state_bytes(variant):
+    """Measured optimizer-state bytes per param (fp32 and bf16 params) equal the row's expected."""
     shapes = [(8, 4), (4,), (2, 3, 5)]
     for dt in (torch.float32, torch.bfloat16):
         ps = [torch.nn.Parameter(torch.zeros(s, dtype=dt)) for s in shapes]
         opt = make(variant, ps, **bench.BENCH_HPARAMS.get(variant, {}))
         got = bench.state_bytes(opt.param_state(p) for p in ps) / bench.n_params(shapes)
         assert got == pytest.approx(bench.expected_state_bytes(variant, shapes, dt))
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_state_bytes_measured_equal_expected(variant):
+    check_state_bytes(variant)
     if variant == "adam":
+        shapes = [(8, 4), (4,), (2, 3, 5)]
         assert bench.expected_state_bytes("adam", shapes) == 8
         # mixed precision: fp32 master + m + v = the 12 bytes of MIXED_PRECISION_TARGET
         assert bench.expected_state_bytes("adam", shapes, torch.bfloat16) == 12

@@ -1,11 +1,15 @@
-"""replicate.optim: equivalence with torch.optim, schedules, checkpoints, errors, compile."""
-import math
+"""replicate.optim: equivalence with torch.optim, schedules, checkpoints, errors, compile.
+
+Per-variant values (the torch.optim reference and its draw, the checkpoint case, the state
+tensors, the quadratic's hyperparameters) are read from the variant's row (replicate.optim.ROWS);
+the ``check_*`` functions take a variant's name, so tests/test_variant_rows.py runs a toy variant
+through them."""
 import random
 
 import pytest
 import torch
 
-from replicate.optim import VARIANTS, HyperparameterError, make, make_schedule
+from replicate.optim import ROWS, VARIANTS, HyperparameterError, make, make_schedule
 
 
 def mlp(seed=0):
@@ -33,36 +37,26 @@ def assert_close(a, b, rtol=1e-6):
         assert (p - q).abs().max() <= rtol * q.abs().max(), (p - q).abs().max()
 
 
-def draw(name, seed):
-    r = random.Random(seed)
-    lr = 10 ** r.uniform(-4, -2)
-    wd = r.choice([0.0, 10 ** r.uniform(-3, -1)])
-    if name == "sgd":
-        nesterov = r.random() < 0.5
-        ours = dict(lr=lr * 10, momentum=r.uniform(0.5, 0.99), nesterov=nesterov,
-                    dampening=0.0 if nesterov else r.choice([0.0, r.uniform(0, 0.5)]),
-                    weight_decay=wd)
-        return ours, dict(ours)
-    b1, b2, eps = r.uniform(0.0, 0.99), 1 - 10 ** r.uniform(-4, -1), 10 ** r.uniform(-10, -6)
-    return (dict(lr=lr, b1=b1, b2=b2, eps=eps, weight_decay=wd),
-            dict(lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd))
+# the variants whose row's reference is a torch.optim class with the same algorithm (adam, adamw, sgd)
+EXACT = [n for n, r in ROWS.items() if r.reference is not None and r.reference.exact]
 
 
-TORCH = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+def torch_reference(name, params, hp):
+    return ROWS[name].reference.factory(params, dict(hp))
 
 
 @pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+@pytest.mark.parametrize("name", EXACT)
 @pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-9), (torch.float32, 2e-5)])
 def test_matches_torch(name, seed, dtype, rtol):
     """float64 isolates the algorithm (measured ~1e-14). In float32 the gradients' own rounding
     differs from float64 by ~7e-7 after 100 steps, and torch's AdamW rounds 1 - lr·λ to float32
     (drifting up to ~6e-6 from float64, where ours stays ~7e-7), hence the looser bound."""
-    ours, theirs = draw(name, seed)
+    ours = ROWS[name].draw(random.Random(seed))
     a, b = mlp(seed).to(dtype), mlp(seed).to(dtype)
     data = [(x.to(dtype), y.to(dtype)) for x, y in batches(100, seed)]
     train(a, make(name, a.parameters(), **ours), data)
-    train(b, TORCH[name](b.parameters(), foreach=False, **theirs), data)
+    train(b, torch_reference(name, b.parameters(), ours), data)
     assert_close(a, b, rtol)
 
 
@@ -73,7 +67,7 @@ def test_betas_alias():
     assert_close(a, b)
 
 
-@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+@pytest.mark.parametrize("name", EXACT)
 def test_param_groups_and_torch_schedulers(name):
     a, b = mlp(1).double(), mlp(1).double()
     data = [(x.double(), y.double()) for x, y in batches(60, 1)]
@@ -84,7 +78,7 @@ def test_param_groups_and_torch_schedulers(name):
                 {"params": m[4].parameters(), "lr": 1e-2, "weight_decay": 0.0}]
 
     kw = dict(lr=1e-3, weight_decay=0.01) | ({"momentum": 0.9} if name == "sgd" else {})
-    oa, ob = make(name, groups(a), **kw), TORCH[name](groups(b), foreach=False, **kw)
+    oa, ob = make(name, groups(a), **kw), torch_reference(name, groups(b), kw)
     lam = lambda t: min(1.0, (t + 1) / 10)  # noqa: E731
     train(a, oa, data[:30], torch.optim.lr_scheduler.LambdaLR(oa, lam))
     train(b, ob, data[:30], torch.optim.lr_scheduler.LambdaLR(ob, lam))
@@ -134,19 +128,12 @@ def test_schedule_in_optimizer():
     assert p.item() == -(0.25 + 0.5 + 0.75 + 1 + 1 + 1)
 
 
-# Per-variant hyperparameters for the round trip: exercise the state that only some settings use
-# (SPAM resets at step 7 and 14 with the checkpoint at 10, mid warm-up; Adafactor's weight decay).
-ROUND_TRIP = {"sgd": {"momentum": 0.9},
-              "spam": {"reset_every": 7, "warmup": 4, "clip_delay": 2, "theta": 3.0,
-                       "weight_decay": 0.1},
-              "adafactor": {"weight_decay": 0.1}, "radam": {"weight_decay": 0.1},
-              "lion": {"lr": 1e-3, "weight_decay": 0.1}}
-
-
-@pytest.mark.parametrize("name", sorted(VARIANTS))
-def test_state_dict_round_trip(name, tmp_path):
+# The round trip's hyperparameters: the row's "round_trip" case, which exercises the state that only
+# some settings use (SPAM resets at step 7 and 14 with the checkpoint at 10, mid warm-up; Adafactor's
+# weight decay).
+def check_state_dict_round_trip(name, tmp_path):
     data, kw = batches(20, 3), dict(lr=1e-2, schedule={"name": "cosine", "total_steps": 20})
-    kw |= ROUND_TRIP.get(name, {})
+    kw |= ROWS[name].case("round_trip")
     ref = mlp(2)
     oref = make(name, ref.parameters(), **kw)
     train(ref, oref, data)
@@ -170,38 +157,47 @@ def test_state_dict_round_trip(name, tmp_path):
         assert sb.keys() == sr.keys() and all(torch.equal(sb[k], sr[k]) for k in sb)
 
 
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_state_dict_round_trip(name, tmp_path):
+    check_state_dict_round_trip(name, tmp_path)
+
+
 def test_param_state_keys():
     p = torch.nn.Parameter(torch.ones(2))
     assert set(make("adam", [p]).param_state(p)) == {"m", "v", "count"}
     assert make("sgd", [p]).param_state(p).get("m") is None
 
 
-# The keys the probes read: m (first moment), v (second moment), 0-dim count; a variant without a
-# first moment or a per-coordinate second moment simply lacks the key.
-STATE_KEYS = {
-    "adam": {"m", "v"}, "adamw": {"m", "v"}, "adam_eps_inside": {"m", "v"}, "adam_eps0": {"m", "v"},
-    "adam_atan2": {"m", "v"}, "adabelief": {"m", "v"}, "radam": {"m", "v"},
-    "stable_adamw": {"m", "v"}, "spam": {"m", "v"}, "lion": {"m"}, "sgd": set(),
-    "adafactor": set(),  # vectors: v; matrices: row/col (factored), no v
-}
+def state_keys(name, dim=2):
+    """The probes' keys m (first moment), v (second moment) a ``dim``-D param keeps, from the row's
+    state tensors (a factored variant's ``factored`` names for ≥2-D params: adafactor keeps v for
+    vectors, row/col and no v for matrices); a variant without one simply lacks the key."""
+    row = ROWS[name]
+    return {"m", "v"} & set(row.factored if row.factored and dim >= 2 else row.need("state"))
 
 
-@pytest.mark.parametrize("name", sorted(VARIANTS))
-def test_param_state_moments(name):
+def check_param_state_moments(name):
+    row = ROWS[name]
     w, b = torch.nn.Parameter(torch.ones(3, 2)), torch.nn.Parameter(torch.ones(2))
-    opt = make(name, [w, b], **({"momentum": 0.9} if name == "sgd" else {}))
+    opt = make(name, [w, b], **row.case("bench"))
     w.grad, b.grad = torch.full((3, 2), 0.5), torch.full((2,), 0.5)
     opt.step()
     sw, sb = opt.param_state(w), opt.param_state(b)
     assert sw["count"].dim() == 0 and float(sw["count"]) == 1.0
-    assert {"m", "v"} & set(sw) == STATE_KEYS[name]
-    if name == "adafactor":
-        assert {"row", "col"} <= set(sw) and "v" in sb and "row" not in sb
-    for k in {"m", "v"} & set(sw):
+    assert {"m", "v"} & set(sw) == state_keys(name)
+    assert set(row.factored or row.state) <= set(sw) and set(row.state) <= set(sb)  # the row is truthful
+    if row.factored:  # vectors keep the plain state, no factors
+        assert not set(row.factored) & set(sb)
+    for k in ({"m", "v"} & set(sw)) | (set() if row.factored else set(row.state)):
         assert sw[k].shape == w.shape
     if "v" in sw and name != "adabelief":  # Adam-like, bias-uncorrected: v = (1-β2)·g² after 1 step
         b2 = opt.param_groups[0]["b2"]
         torch.testing.assert_close(sw["v"], torch.full((3, 2), (1 - b2) * 0.25))
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_param_state_moments(name):
+    check_param_state_moments(name)
 
 
 PARAMS = [torch.nn.Parameter(torch.ones(2))]
@@ -239,25 +235,12 @@ def test_bad_group_hyperparameter():
         make("adam", [{"params": PARAMS, "alpha": 1.0}])
 
 
-# Table: every variant (a sensible lr and hparams) must cut a diagonal quadratic's loss 100x.
+# Every variant (its row's Converge.vector hyperparameters) must cut a diagonal quadratic's loss 100x.
 # (tests/test_variants.py adds a matrix-shaped quadratic and Rosenbrock for every variant.)
-QUADRATIC = {"adam": dict(lr=0.05), "adamw": dict(lr=0.05, weight_decay=0.0),
-             "sgd": dict(lr=0.02, momentum=0.9),
-             "adam_eps_inside": dict(lr=0.05), "adam_eps0": dict(lr=0.05),
-             "adam_atan2": dict(lr=0.05), "adabelief": dict(lr=0.05), "radam": dict(lr=0.05),
-             "lion": dict(lr=0.01), "adafactor": dict(lr=0.1),
-             "stable_adamw": dict(lr=0.05, weight_decay=0.0), "spam": dict(lr=0.05)}
-
-
-def test_table_covers_variants():
-    assert set(QUADRATIC) == set(VARIANTS)
-
-
-@pytest.mark.parametrize("name", sorted(VARIANTS))
-def test_decreases_quadratic(name):
+def check_decreases_quadratic(name):
     h = torch.logspace(0, 1.5, 20)  # condition number ~30
     x = torch.nn.Parameter(torch.ones(20))
-    opt = make(name, [x], **QUADRATIC[name])
+    opt = make(name, [x], **ROWS[name].need("converge").vector)
     loss = lambda: 0.5 * (h * x * x).sum()  # noqa: E731
     start = loss().item()
     for _ in range(300):
@@ -265,6 +248,11 @@ def test_decreases_quadratic(name):
         loss().backward()
         opt.step()
     assert loss().item() < start / 100
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_decreases_quadratic(name):
+    check_decreases_quadratic(name)
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ from .base import (HyperparameterError, check_hparams, copy_into, select, state_
 from .schedules import make_schedule
 from .variants import VARIANTS, hparam_defaults
 
-_GROUP_KEYS = {"params", "param_names", "initial_lr"}  # group keys that are not hyperparameters
+_GROUP_KEYS = {"params", "param_names", "initial_lr", "variant"}  # group keys that are not hyperparameters
 LOW_PRECISION = (torch.bfloat16, torch.float16)  # params that get an fp32 master copy
 
 
@@ -38,6 +38,12 @@ class TransformOptimizer(torch.optim.Optimizer):
     the count tensor, a schedule name, or a mapping ``{name: ..., **kw}``) multiplies it.
     Params whose ``.grad`` is None are skipped (the group's shared step count still advances).
 
+    Parameter kinds: a group may name its own ``variant`` (a registered name or a function); its
+    hyperparameters are then that variant's, each from the group, else from this optimizer's
+    keyword arguments where the variant has it, else the variant's default (e.g. Muon-style:
+    one group of hidden matrices, ``{"params": vectors, "variant": "adamw"}`` for the rest;
+    ``variants.param_groups(name, model)`` gives a row's split).  The other groups use ``variant``.
+
     Mixed precision: a bf16 or fp16 param gets an fp32 master copy, and its state (m, v, ...) is
     fp32: the step reads the low-precision gradient as fp32, updates the master and writes it back
     rounded to the param's dtype (16 bytes per parameter in all: 2 param, 2 grad, 4 master, 4 m,
@@ -47,13 +53,8 @@ class TransformOptimizer(torch.optim.Optimizer):
 
     def __init__(self, params, variant: Union[str, Callable] = "adam", *, lr=1e-3,
                  schedule=None, compile: bool = False, master_weights: bool = True, **hparams):
-        if isinstance(variant, str):
-            if variant not in VARIANTS:
-                raise HyperparameterError(
-                    "name", f"name={variant!r} is not an optimizer; allowed: {', '.join(sorted(VARIANTS))}")
-            variant = VARIANTS[variant]
+        variant = _resolve(variant)
         self._variant = variant
-        self._hp_names = list(hparam_defaults(variant))
         if isinstance(schedule, str):
             schedule = make_schedule(schedule)
         elif isinstance(schedule, Mapping):
@@ -64,39 +65,53 @@ class TransformOptimizer(torch.optim.Optimizer):
         self._lr_t, self._tx, self._ostate, self._step_fn, self._where = [], [], [], [], {}
         self._master: list[list[torch.Tensor]] = []  # per group: fp32 master per param (the param itself if fp32)
         defaults = {"lr": lr, **hparam_defaults(variant)}
-        defaults.update(self._normalize(hparams, set()))
+        self._given = self._normalize(hparams, set(), variant)
+        defaults.update(self._given)
         super().__init__(params, defaults)
 
-    def _normalize(self, group: dict, extra: set) -> dict:
-        group = dict(group)
+    def _variant_of(self, group: Mapping) -> Callable:
+        """The group's own ``variant`` if it names one, else the optimizer's."""
+        return self._variant if group.get("variant") is None else _resolve(group["variant"])
+
+    def _normalize(self, group: dict, extra: set, variant: Callable) -> dict:
+        group, names = dict(group), list(hparam_defaults(variant))
         if "betas" in group:
             if "b1" in group or "b2" in group:
                 raise HyperparameterError("betas", "give betas=(b1, b2) or b1/b2, not both")
             betas = group.pop("betas")
-            if "b1" not in self._hp_names:
+            if "b1" not in names:
                 raise HyperparameterError("betas", f"betas is not a hyperparameter of "
-                                          f"{self._variant.__name__}; allowed: "
-                                          f"{', '.join(['lr', *self._hp_names])}")
+                                          f"{variant.__name__}; allowed: {', '.join(['lr', *names])}")
             group["b1"], group["b2"] = betas
         for key in group:
-            if key != "lr" and key not in self._hp_names and key not in extra:
+            if key != "lr" and key not in names and key not in extra:
                 raise HyperparameterError(key, f"unknown hyperparameter {key!r} for "
-                                          f"{self._variant.__name__}; allowed: "
-                                          f"{', '.join(['lr', *self._hp_names])}")
+                                          f"{variant.__name__}; allowed: {', '.join(['lr', *names])}")
         return group
 
     def add_param_group(self, param_group: dict) -> None:
-        super().add_param_group(self._normalize(param_group, _GROUP_KEYS))
+        own = param_group.get("variant") is not None
+        variant = self._variant_of(param_group)
+        group = self._normalize(param_group, _GROUP_KEYS, variant)
+        names = list(hparam_defaults(variant))
+        if own:  # its own variant: the group's value, else ours where it has the key, else its default
+            for k, d in hparam_defaults(variant).items():
+                group.setdefault(k, self._given.get(k, d))
+        super().add_param_group(group)
         group = self.param_groups[-1]
-        check_hparams({k: group[k] for k in ["lr", *self._hp_names]})
+        if own:  # torch filled in the optimizer's defaults: drop those the group's variant lacks
+            for k in set(self.defaults) - {"lr", *names, *param_group}:
+                group.pop(k, None)
+        check_hparams({k: group[k] for k in ["lr", *names]})
         self._build(len(self.param_groups) - 1)
 
     def _build(self, gi: int) -> None:
         """(Re)create group gi's lr tensor, transform, state and step function."""
         group = self.param_groups[gi]
         params = group["params"]
+        variant = self._variant_of(group)
         lr = torch.tensor(float(group["lr"]), dtype=wide(params[0].dtype), device=params[0].device)
-        tx = self._variant(lr, self.schedule, **{k: group[k] for k in self._hp_names})
+        tx = variant(lr, self.schedule, **{k: group[k] for k in hparam_defaults(variant)})
         low = [self._master_weights and p.dtype in LOW_PRECISION for p in params]
         master = [p.detach().float().clone() if lo else p for p, lo in zip(params, low)]
 
@@ -177,7 +192,10 @@ class TransformOptimizer(torch.optim.Optimizer):
         if [len(g["params"]) for g in saved] != [len(g["params"]) for g in self.param_groups]:
             raise ValueError("saved param groups do not match this optimizer's")
         for gi, (group, sg) in enumerate(zip(self.param_groups, saved)):
-            changed = any(group[k] != sg.get(k, group[k]) for k in self._hp_names)
+            if _name(group.get("variant")) != _name(sg.get("variant")):
+                raise ValueError(f"saved param group {gi} has variant {_name(sg.get('variant'))}, "
+                                 f"this optimizer's {_name(group.get('variant'))}")
+            changed = any(group[k] != sg.get(k, group[k]) for k in hparam_defaults(self._variant_of(group)))
             group.update({k: v for k, v in sg.items() if k != "params"})
             if changed:
                 self._build(gi)
@@ -186,6 +204,19 @@ class TransformOptimizer(torch.optim.Optimizer):
             for i, (p, w) in enumerate(zip(group["params"], self._master[gi])):
                 if w is not p:  # a checkpoint without masters (saved in fp32) starts them from the params
                     w.copy_(saved_master[i] if i in saved_master else p.detach().float())
+
+
+def _resolve(variant: Union[str, Callable]) -> Callable:
+    if isinstance(variant, str):
+        if variant not in VARIANTS:
+            raise HyperparameterError(
+                "name", f"name={variant!r} is not an optimizer; allowed: {', '.join(sorted(VARIANTS))}")
+        return VARIANTS[variant]
+    return variant
+
+
+def _name(variant) -> Optional[str]:
+    return variant if variant is None or isinstance(variant, str) else variant.__name__
 
 
 def make(name: str, params, *, lr=1e-3, schedule=None, compile: bool = False,

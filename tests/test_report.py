@@ -237,6 +237,23 @@ def test_a_figure_that_fails_becomes_a_placeholder_not_a_failed_report(tmp_path,
     assert "No data for this figure (Loss curves): drawing it failed (RuntimeError: boom)" in html
 
 
+def test_every_figure_family_declares_its_kinds_and_the_report_collects_each_once_in_page_order():
+    """A figure kind is one function and its ``Kind`` in its family module (``KINDS``);
+    ``report.FIGURES`` holds every module's kinds, once each, in the page's fixed order."""
+    import importlib
+    import pkgutil
+
+    declared = []
+    for m in pkgutil.iter_modules(figures.__path__):
+        declared += list(getattr(importlib.import_module(f"{figures.__name__}.{m.name}"), "KINDS", ()))
+    assert declared and all(isinstance(k, report.Kind) for k in declared)
+    assert all(k.title and k.caption and k.needs and callable(k.applies) and callable(k.draw) for k in declared)
+    names = [k.name for k in report.FIGURES]
+    assert len(set(names)) == len(names)
+    assert sorted(map(id, report.FIGURES)) == sorted(map(id, declared))  # collected: all of them, nothing else
+    assert names == ["loss", "spike_rates", "update_histograms", "grad_rms", "curvature", "rms_lead"]
+
+
 def test_report_draws_loss_curves_per_arm_from_real_runs(cfg_factory, tmp_path):
     from replicate import train
 

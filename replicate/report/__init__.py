@@ -7,7 +7,8 @@ section per claim (anchor ``claim-<ID>``) with what was run and its experiment's
 mitigation leaderboard and the optimizer throughput. The page is self-contained (relative links,
 readable from file:// without a server).
 
-Figures are ``fig_*`` functions in ``replicate.report.figures``; which ones an experiment gets
+Figures are ``fig_*`` functions in ``replicate.report.figures``, one module per figure family,
+each declaring its ``KINDS`` beside its function; which ones an experiment gets
 depends on what its runs logged (``FIGURES``: probes, curvature, a sweep), plus the ones a claim
 needs (``CLAIM_FIGURES``). A figure that has no data, or fails, shows a "no data for this figure"
 box with the reason in its place; it never fails the report.
@@ -40,6 +41,8 @@ from .. import results
 from .figures import (arm_labels, bench_table, episodes, fig_curvature, fig_grad_rms, fig_leaderboard,  # noqa: F401
                       fig_loss_curves, fig_rms_lead, fig_spike_rates, fig_throughput, fig_update_histograms,
                       lighten_ticks, spike_table, varied_keys, SWEEP_KEYS, _natural_arms)
+from .figures import curvature, histograms, layers, loss, spike_rates  # the per-experiment figure families
+from .figures.kinds import Kind
 
 DPI = 110
 MARGIN = 3.0  # inches drawn around a figure before it is cut to its ink (``_save``)
@@ -71,76 +74,9 @@ class Data:
         return any(n == prefix or n.startswith(prefix + "/") for n in self._names)
 
 
-@dataclass
-class Kind:
-    """One kind of per-experiment figure: when it applies, how it is drawn, what it says."""
-
-    name: str
-    title: str
-    applies: Callable[[Data], bool]
-    draw: Callable[[Data], object]
-    caption: str
-    needs: str  # the placeholder's reason when ``draw`` returns None
-
-
-def _sweeps(d: Data) -> bool:
-    return bool(varied_keys(d.runs))
-
-
-def _stalls(d: Data) -> bool:
-    if not d.has("frac_sqrtv_below_eps"):
-        return False
-    m = d.metrics[d.metrics["metric"].str.startswith("frac_sqrtv_below_eps/")]
-    return bool((m["value"] > 0).any())
-
-
-def _spiked(d: Data) -> bool:
-    return d.has("loss") and not d.eps.empty
-
-
-FIGURES: list[Kind] = [
-    Kind("loss", "Loss curves", lambda d: d.has("loss"),
-         lambda d: fig_loss_curves(d.metrics, d.runs, d.experiment, eps=d.eps),
-         "Training loss per arm of the sweep, one line per seed; crimson triangles mark detected spikes "
-         "(loss > 3× the median of the previous 100 logged losses, <code>replicate/spikes.py</code>). "
-         "Lines are thinned to at most 1500 points, keeping each bin's maximum, so no spike is hidden.",
-         "no loss was logged"),
-    Kind("spike_rates", "Spike rate over the sweep", _sweeps,
-         lambda d: fig_spike_rates(d.metrics, d.runs, d.experiment),
-         "Spikes per 1k steps per arm. Two swept keys (β2, batch size, ε, η): a heatmap of the mean over "
-         "seeds (> 3×), each cell with its seed count. One swept key or named arms: rates above 3×, 10× "
-         "and 100× the baseline (CLAIMS.md asks for rates by height), mean with a 95% t interval over "
-         "seeds, crosses for single seeds.",
-         "the experiment sweeps no key, or logged no loss"),
-    Kind("update_histograms", "Update histograms over time", lambda d: not d.hist.empty,
-         lambda d: fig_update_histograms(d.hist, d.experiment, metrics=d.metrics, runs=d.runs, eps=d.eps),
-         "Distribution of r = m̂/√v̂ per coordinate over time (64 fixed bins over [−1.25, 1.25], log colour) "
-         "for the shallowest layer and the deepest block of one run, around the first loss spike when the "
-         "probes cover one (dashed lines: spike peaks). Unimodal around 0 means i.i.d.-like gradients; "
-         "mass at ±1 means sign descent (Molybog et al. 2023 §4).",
-         "no update histograms (needs <code>probe=layers</code>) in the probed window"),
-    Kind("grad_rms", "Gradient RMS against ε", _stalls,
-         lambda d: fig_grad_rms(d.metrics, d.runs, d.experiment),
-         "Per layer, the gradient RMS against ε (dashed), the fraction of coordinates with √v̂ < ε, and "
-         "‖u‖/‖r‖ with u = m̂/(√v̂+ε), r = m̂/√v̂ (1: ε negligible; → 0: the layer stalls). Lines: mean over "
-         "seeds; bands: min–max over seeds.",
-         "no per-layer gradient probes (needs <code>probe=layers</code>)"),
-    Kind("curvature", "Preconditioned curvature around spikes", lambda d: d.has("lambda_grad_Hhat"),
-         lambda d: fig_curvature(d.metrics, d.runs, d.experiment, eps=d.eps),
-         "λ_max(Ĥ) and λ_grad(Ĥ) = gᵀĤg/‖g‖² of Ĥ = D^½HD^½, D = diag(1/(√v̂+ε)), by Hessian-vector products "
-         "and Lanczos, against 2/η (Bai et al. 2025) and Adam's momentum limit 2(1+β1)/((1−β1)η). Left: one "
-         "run around its first spike (dotted: the loss rise starts). Right: every spike aligned on the start "
-         "of its rise, ratio to 2/η, median and interquartile band. The curvature logged at step t is "
-         "measured after step t.",
-         "no loss spike in these runs to align on, or no curvature probes"),
-    Kind("rms_lead", "RMS_t leading the loss spikes", lambda d: d.has("rms_g2_over_v") and _spiked(d),
-         lambda d: fig_rms_lead(d.metrics, d.runs, d.experiment, eps=d.eps),
-         "RMS_t = √mean(g²/max(v̂, ε²)) per layer, with v̂ from before the step (StableAdamW's, Wortsman et "
-         "al. 2023). Left: one run around its first spike. Right: every spike aligned on the start of its "
-         "loss rise (first step > 1.2× the baseline), median and interquartile band per layer; shaded: the "
-         "1–8 steps before the rise that W1 asks about.",
-         "no loss spike in these runs to align on, or no RMS_t probes"),
-]
+# The per-experiment figure kinds, in the page's order: each family module declares its own
+# (``KINDS``: name, title, when it applies, how it is drawn, caption, why missing) beside its figure.
+FIGURES: list[Kind] = [*loss.KINDS, *spike_rates.KINDS, *histograms.KINDS, *layers.KINDS, *curvature.KINDS]
 
 # Figures a claim's section always shows (a placeholder when its data is missing), beside those
 # its experiment's data calls for.

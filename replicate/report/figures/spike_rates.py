@@ -1,0 +1,159 @@
+"""Spike rates over a sweep: a heatmap over two swept keys, or rates by height per arm."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from ... import spikes
+from .arms import _SYMBOL, SWEEP_KEYS, _natural, _value_label, arm_labels, varied_keys
+from .kinds import Kind
+from .selection import _of
+from .style import _seeds, tight
+
+if TYPE_CHECKING:
+    from .. import Data
+
+
+def spike_table(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str | None = None) -> pd.DataFrame:
+    """One row per run: spikes per 1k steps at heights > 3×, 10×, 100× and the run's config."""
+    if metrics is None or metrics.empty or "metric" not in metrics.columns:
+        return pd.DataFrame()
+    loss = _of(metrics, experiment)
+    loss = loss[loss["metric"] == "loss"]
+    if loss.empty:
+        return pd.DataFrame()
+    s = spikes.summarize(loss)
+    return s.merge(_of(runs, experiment).drop(columns=["experiment", "seed", "status"]), on="run_id")
+
+
+def _interval(x: pd.Series) -> tuple[float, float, float]:
+    """Mean and 95% Student-t interval over seeds (NaN interval for one seed)."""
+    from ...stats import t_interval
+
+    lo, hi = t_interval(list(x))
+    return float(np.mean(x)), lo, hi
+
+
+def fig_spike_rates(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str):
+    """Spike rate over the sweep. Two swept keys among β2, batch size, ε, η, ...: a heatmap of the
+    mean spikes per 1k steps (> 3×) over seeds, each cell annotated with its mean and seed count.
+    One swept key (or named arms): spikes per 1k steps at heights > 3×, 10×, 100× per arm, mean
+    with a 95% t interval over seeds, the seeds as dots."""
+    table = spike_table(metrics, runs, experiment)
+    if table.empty:
+        return None
+    runs_e = _of(runs, experiment)
+    varied = varied_keys(runs_e)
+    # named arms (conf/arm/*: ``label``) are compared as arms, even when they differ in β2 or ε
+    keys = [] if "label" in varied else [k for k in SWEEP_KEYS if k in varied]
+    n_seeds = table["seed"].nunique()
+    if len(keys) >= 2:
+        # one heatmap per combination of whatever else varies (never averaged over other arms)
+        rest = dict(zip(runs_e["run_id"], arm_labels(runs_e.drop(columns=keys[:2]))))
+        return _rate_heatmap(table.assign(_rest=table["run_id"].map(rest)), keys[0], keys[1], experiment, n_seeds)
+    alone = len(keys) == 1 and set(arm_labels(runs_e.drop(columns=keys))) == {"all runs"}
+    if alone:
+        key = keys[0]
+        table = table.assign(x=table[key].map(lambda v: _value_label(key, v)))
+        order = [_value_label(key, v) for v in _natural(table[key].tolist())]
+        xlabel = _SYMBOL.get(key, key)
+    elif len(varied) > 0:
+        labels = dict(zip(runs_e["run_id"], arm_labels(runs_e)))
+        table = table.assign(x=table["run_id"].map(labels))
+        order = sorted(table["x"].unique())
+        xlabel = "arm"
+    else:
+        return None
+    heights = {"spikes_per_1k_h3": "> 3×", "spikes_per_1k_h10": "> 10×", "spikes_per_1k_h100": "> 100×"}
+    long = table.melt(id_vars=["run_id", "seed", "x"], value_vars=list(heights), var_name="height",
+                      value_name="rate")
+    long["height"] = long["height"].map(heights)
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.9 * len(order) + 2.5), 3.2))
+    palette = dict(zip(heights.values(), sns.color_palette("rocket", 3)))
+    dodge = {h: (i - 1) * 0.22 for i, h in enumerate(heights.values())}
+    pos = {x: i for i, x in enumerate(order)}
+    for h in heights.values():
+        d = long[long["height"] == h]
+        stats = d.groupby("x")["rate"].apply(_interval)
+        xs = [pos[x] + dodge[h] for x in stats.index]
+        means = [s[0] for s in stats]
+        err = np.array([[max(0.0, s[0] - s[1]) if np.isfinite(s[1]) else 0.0 for s in stats],
+                        [max(0.0, s[2] - s[0]) if np.isfinite(s[2]) else 0.0 for s in stats]])
+        ax.errorbar(xs, means, yerr=err, fmt="o", ms=5, capsize=3, color=palette[h], label=f"height {h}: mean, 95% t interval")
+        ax.scatter([pos[x] + dodge[h] + 0.06 for x in d["x"]], d["rate"], s=9, color=palette[h], alpha=0.45,
+                   marker="x", linewidths=0.8)
+    ax.scatter([], [], s=9, color="gray", marker="x", label="one seed")
+    ax.set_xticks(range(len(order)), order, rotation=30 if xlabel == "arm" else 0, ha="right" if xlabel == "arm" else "center",
+                  fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("spikes per 1k steps")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7.5, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    ax.set_title(f"{experiment}: spike rate by height ({_seeds(n_seeds)} per arm)", fontsize=9.5)
+    tight(fig)
+    return fig
+
+
+def _rate_heatmap(table: pd.DataFrame, xkey: str, ykey: str, experiment: str, n_seeds: int, max_panels: int = 8):
+    xs, ys = _natural(table[xkey].tolist()), _natural(table[ykey].tolist())
+    panels = sorted(table["_rest"].unique())[:max_panels]
+    ncol = min(len(panels), 3)
+    nrow = math.ceil(len(panels) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * (1.0 * len(xs) + 2.6) + 0.6, nrow * (0.6 * len(ys) + 1.6) + 0.5),
+                             squeeze=False)
+    vmax = max(1e-9, float(table["spikes_per_1k_h3"].max()))
+    for ax, panel in zip(axes.flat, panels):
+        t = table[table["_rest"] == panel]
+        mean = np.full((len(ys), len(xs)), np.nan)
+        count = np.zeros((len(ys), len(xs)), dtype=int)
+        for (i, y), (j, x) in ((a, b) for a in enumerate(ys) for b in enumerate(xs)):
+            cell = t[(t[ykey].map(repr) == repr(y)) & (t[xkey].map(repr) == repr(x))]
+            if len(cell):
+                mean[i, j] = cell["spikes_per_1k_h3"].mean()
+                count[i, j] = cell["seed"].nunique()
+        # drawn by hand (sns.heatmap draws the whole figure once per call to place its tick labels)
+        im = ax.imshow(mean, cmap="rocket_r", vmin=0, vmax=vmax, aspect="auto", interpolation="nearest")
+        for i in range(len(ys)):
+            for j in range(len(xs)):
+                if count[i, j]:
+                    dark = mean[i, j] > 0.55 * vmax
+                    ax.text(j, i, f"{mean[i, j]:.1f}\n(n={count[i, j]})", ha="center", va="center", fontsize=7,
+                            color="white" if dark else "black")
+        ax.set_xticks(range(len(xs)), [_value_label(xkey, x) for x in xs])
+        ax.set_yticks(range(len(ys)), [_value_label(ykey, y) for y in ys])
+        ax.grid(False)
+        fig.colorbar(im, ax=ax, label="spikes per 1k steps (> 3×),\nmean over seeds")
+        ax.set_xlabel(_SYMBOL.get(xkey, xkey))
+        ax.set_ylabel(_SYMBOL.get(ykey, ykey))
+        if len(panels) > 1 or panel != "all runs":
+            ax.set_title(panel, fontsize=8.5)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    more = f"; first {max_panels} of {table['_rest'].nunique()} arms" if table["_rest"].nunique() > max_panels else ""
+    fig.suptitle(f"{experiment}: spike rate over {_SYMBOL.get(ykey, ykey)} × {_SYMBOL.get(xkey, xkey)} "
+                 f"(n = seeds per cell, up to {n_seeds}{more})", fontsize=9.5)
+    tight(fig)
+    return fig
+
+
+def _sweeps(d: Data) -> bool:
+    return bool(varied_keys(d.runs))
+
+
+# The report's per-experiment figure kinds of this family (``replicate.report.FIGURES``).
+KINDS = (
+    Kind("spike_rates", "Spike rate over the sweep", _sweeps,
+         lambda d: fig_spike_rates(d.metrics, d.runs, d.experiment),
+         "Spikes per 1k steps per arm. Two swept keys (β2, batch size, ε, η): a heatmap of the mean over "
+         "seeds (> 3×), each cell with its seed count. One swept key or named arms: rates above 3×, 10× "
+         "and 100× the baseline (CLAIMS.md asks for rates by height), mean with a 95% t interval over "
+         "seeds, crosses for single seeds.",
+         "the experiment sweeps no key, or logged no loss"),
+)

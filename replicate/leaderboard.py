@@ -7,7 +7,7 @@ per workload × arm, sorted within a workload by spikes then final loss. Per run
 - ``spikes_per_1k_h3`` / ``_h10`` / ``_h100``: loss-spike episodes per 1k steps taller than 3×, 10×,
   100× the median of the previous 100 non-spiking losses (replicate/spikes.py, CLAIMS.md's spike);
 - ``largest_spike``: the tallest episode's loss / that median; in a run with no episode, the largest
-  ratio of a loss to the median of the previous 100 losses (< 3);
+  ratio of a loss to the median of the previous 100 losses (< 3; ``spikes.largest_ratio``);
 - ``steps_to_recover``: median over episodes of the steps from the peak back to <= 1.2× the
   pre-spike baseline (NaN in a run with no spike or none recovered);
 - ``final_loss``: median of the last 5% of steps (replicate/sensitivity.py), +inf if diverged;
@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from . import results, sensitivity, spikes
+from .stats import mean_interval
 
 EXPERIMENT = "mitigations"
 LR_EXPERIMENTS = ("mitigations", "mitigations_lr", "w2_qk_norm")  # runs that can form an LR grid
@@ -43,24 +44,15 @@ METRICS = ("spikes_per_1k_h3", "spikes_per_1k_h10", "spikes_per_1k_h100", "large
 WORKLOAD_ORDER = {"mlp": 0, "gpt": 1}
 
 
-def _rolling_ratio(loss: np.ndarray, window: int = 100, min_pred: int = 10) -> float:
-    """max_t loss[t] / median(loss[t-window:t]) over the finite prefix (t with >= min_pred before)."""
-    bad = np.flatnonzero(~np.isfinite(loss))
-    x = pd.Series(loss[: bad[0]] if len(bad) else loss)
-    med = x.rolling(window, min_periods=min_pred).median().shift(1)
-    r = (x / med).to_numpy()
-    r = r[np.isfinite(r)]
-    return float(r.max()) if len(r) else float("nan")
-
-
 def run_table(metrics: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """One row per run: run_id, workload (``model.name``), arm (``label``), seed, lr, status and
     the per-run metrics of the module docstring, plus init_loss."""
     if metrics.empty:
         return pd.DataFrame(columns=["run_id", "workload", "arm", "seed", "lr", "status", *METRICS, "init_loss"])
     s = spikes.summarize(metrics).rename(columns={"median_steps_to_recover": "steps_to_recover"})
-    ratio = {rid: _rolling_ratio(g.sort_values("step")["value"].to_numpy(float))
-             for rid, g in metrics[metrics["metric"] == "loss"].groupby("run_id")}
+    quiet = set(s.loc[~(s["largest_spike"] > 0), "run_id"])  # runs without an episode
+    ratio = {rid: spikes.largest_ratio(g.sort_values("step")["value"].to_numpy(float))
+             for rid, g in metrics[metrics["metric"] == "loss"].groupby("run_id") if rid in quiet}
     s["largest_spike"] = [h if h > 0 else ratio[rid] for rid, h in zip(s["run_id"], s["largest_spike"])]
     s = s.merge(sensitivity.run_losses(metrics).drop(columns="seed"), on="run_id")
     info = runs[["run_id", "model.name", "label", "optimizer.lr"]].rename(
@@ -70,16 +62,14 @@ def run_table(metrics: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _interval(x: pd.Series) -> tuple[float, float, float]:
-    from .claims import t_interval
-
+    """Mean over seeds and its t interval; (inf, NaN, NaN) when a run diverged (an infinite value)."""
     v = x.to_numpy(float)
     fin = v[np.isfinite(v)]
     if len(v) and len(fin) < len(v) and np.any(np.isinf(v)):
         return float("inf"), float("nan"), float("nan")
     if not len(fin):
         return float("nan"), float("nan"), float("nan")
-    lo, hi = t_interval(fin)
-    return float(fin.mean()), lo, hi
+    return mean_interval(fin)
 
 
 def describe(workload: str, arm: str) -> str:
@@ -187,9 +177,10 @@ def write(root: Path | str = "results", out: Path | str | None = None) -> Path:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("results_dir", nargs="?", default="results")
+    p.add_argument("--out", default=None, help="file to write (default: <results_dir>/leaderboard.md)")
     args = p.parse_args(argv)
     results.require_runs(args.results_dir)
-    print(f"wrote {write(args.results_dir)}")
+    print(f"wrote {write(args.results_dir, args.out)}")
     return 0
 
 

@@ -50,15 +50,17 @@ def _fmt(x) -> str:
     return f"{x:.3g}" if isinstance(x, float) else str(x)
 
 
-def write(root: Path | str = "results") -> tuple[Path, Path]:
+def write(root: Path | str = "results", out: Path | str | None = None) -> tuple[Path, Path]:
+    """Judge the runs under ``root``; write scorecard.json and scorecard.md to ``out`` (default ``root``)."""
     root = Path(root)
+    out = Path(out) if out is not None else root
     verdicts = evaluate(root)
     rows = []
     for v in verdicts:
         d = v.to_dict()
         rows.append({**{k: d[k] for k in KEYS}, "experiment": d["experiment"], "statement": d["statement"],
                      "detail": d["detail"], "runs": d["runs"]})
-    results.atomic_write(root / "scorecard.json", json.dumps(rows, indent=1) + "\n")
+    results.atomic_write(out / "scorecard.json", json.dumps(rows, indent=1) + "\n")
     lines = ["# Replication scorecard", "",
              "Every verdict is computed by `replicate/claims/` from the runs under `results/runs/` "
              "(`make replicate`, then `make report`). Interval: 95% over seeds (bootstrap for fractions).", "",
@@ -73,8 +75,8 @@ def write(root: Path | str = "results") -> tuple[Path, Path]:
         what = f"`{r['experiment']}` ({len(r['runs'])} runs)" if r["runs"] else "nothing yet"
         lines.append(f"- **{r['claim']}** — {r['statement']}. Metric: {r['metric']}. Run: {what}."
                      + (f" {r['detail']}." if r["detail"] else ""))
-    results.atomic_write(root / "scorecard.md", "\n".join(lines) + "\n")
-    return root / "scorecard.json", root / "scorecard.md"
+    results.atomic_write(out / "scorecard.md", "\n".join(lines) + "\n")
+    return out / "scorecard.json", out / "scorecard.md"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,12 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--experiments", action="store_true", help="print the experiments to run and exit")
     p.add_argument("--claims", default="", help="comma-separated claim ids (with --experiments)")
     p.add_argument("--tier", default="cpu", choices=("cpu", "gpu"))
+    p.add_argument("--out", default=None, help="folder to write scorecard.json/.md to (default: results_dir)")
     args = p.parse_args(argv)
     if args.experiments:
         print(" ".join(experiments(args.claims, args.tier)))
         return 0
     results.require_runs(args.results_dir)
-    for path in write(args.results_dir):
+    for path in write(args.results_dir, args.out):
         print(f"wrote {path}")
     return 0
 

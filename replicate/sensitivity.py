@@ -12,7 +12,7 @@ finite and below L0 (nothing trained at any η) has no sensitivity: NaN, not 0.
 The final loss of a run is the median of its finite losses over the last ``TAIL`` (5%) of its
 logged steps, robust to a spike on the last step; a run whose loss stopped being finite has a final
 loss of +inf. One implementation for the leaderboard (replicate/leaderboard.py) and claim W2
-(replicate/claims/stability.py).
+(replicate/claims/w2_qk_norm.py).
 """
 
 from __future__ import annotations

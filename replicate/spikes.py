@@ -40,17 +40,10 @@ def _ratio(a: float, b: float) -> float:
         return float(np.float64(a) / np.float64(b))
 
 
-def detect(loss, steps=None, *, window: int = 100, factor: float = 3.0, min_loss: float = 0.0,
-           rise: float = 1.2, merge_gap: int = 0) -> pd.DataFrame:
-    """Spike episodes of one loss series, one row each (columns ``COLUMNS``), in ``steps``' units.
-
-    ``recovery`` is the first step after the peak with loss <= ``rise`` × the episode's baseline
-    (searched to the end of the finite series, through later episodes if need be); NaN if never.
-    """
-    loss = np.asarray(loss, dtype=float)
-    steps = np.arange(len(loss)) if steps is None else np.asarray(steps)
-    if len(steps) != len(loss):
-        raise ValueError(f"loss has {len(loss)} points but steps has {len(steps)}")
+def _scan(loss: np.ndarray, window: int, factor: float, min_loss: float,
+          merge_gap: int) -> tuple[int, np.ndarray, list[int]]:
+    """The definition's pass over one loss series: (n, the length of its finite prefix; the
+    baseline of each of those steps, NaN where there is none; the spiking steps)."""
     bad = np.flatnonzero(~np.isfinite(loss))
     n = int(bad[0]) if len(bad) else len(loss)  # a diverged run: detect on its finite prefix
     min_pred = max(1, min(window, 10))
@@ -84,6 +77,21 @@ def detect(loss, steps=None, *, window: int = 100, factor: float = 3.0, min_loss
         bisect.insort(ordered, x)
         if len(recent) > window:
             ordered.pop(bisect.bisect_left(ordered, recent.popleft()))
+    return n, base_at, spiking
+
+
+def detect(loss, steps=None, *, window: int = 100, factor: float = 3.0, min_loss: float = 0.0,
+           rise: float = 1.2, merge_gap: int = 0) -> pd.DataFrame:
+    """Spike episodes of one loss series, one row each (columns ``COLUMNS``), in ``steps``' units.
+
+    ``recovery`` is the first step after the peak with loss <= ``rise`` × the episode's baseline
+    (searched to the end of the finite series, through later episodes if need be); NaN if never.
+    """
+    loss = np.asarray(loss, dtype=float)
+    steps = np.arange(len(loss)) if steps is None else np.asarray(steps)
+    if len(steps) != len(loss):
+        raise ValueError(f"loss has {len(loss)} points but steps has {len(steps)}")
+    n, base_at, spiking = _scan(loss, window, factor, min_loss, merge_gap)
 
     groups: list[list[int]] = []
     for t in spiking:
@@ -107,6 +115,20 @@ def detect(loss, steps=None, *, window: int = 100, factor: float = 3.0, min_loss
                      "height": _ratio(loss[p], b), "steps_to_recover": rec - steps[p]})
         prev_end = e
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def largest_ratio(loss, *, window: int = 100, factor: float = 3.0, min_loss: float = 0.0,
+                  merge_gap: int = 0) -> float:
+    """The largest ratio of a loss to its baseline under ``detect``'s definition, over the finite
+    prefix (NaN when no step has a baseline). In a series of positive losses with episodes it is
+    the tallest one's ``height``; in one without, the tallest excursion that stayed under ``factor`` × the baseline,
+    which is then the plain median of the previous ``window`` losses (no step was left out of it)."""
+    loss = np.asarray(loss, dtype=float)
+    n, base_at, _ = _scan(loss, window, factor, min_loss, merge_gap)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        r = loss[:n] / base_at
+    r = r[np.isfinite(r)]
+    return float(r.max()) if len(r) else float("nan")
 
 
 def _per_label(per: int) -> str:

@@ -1,4 +1,5 @@
-"""Verdict functions on synthetic results on both sides of their thresholds, and the scorecard."""
+"""The claim registry (every claim of CLAIMS.md registered, GPU twins, figures, pending claims), the
+verdict helpers, and the scorecard. Each experiment's judge is tested in tests/test_claims_<experiment>.py."""
 
 from __future__ import annotations
 
@@ -6,35 +7,13 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
-from replicate.claims import CLAIMS, MIN_SEEDS, VERDICTS, _load_modules, fraction_of_seeds
-from replicate.claims.bai import b1
-from replicate.claims.molybog import m8
+from replicate.claims import CLAIMS, MIN_SEEDS, VERDICTS, _load_modules, _order, fraction_of_seeds
+from replicate.claims.registry import Claim, claim, pending
 
 ROOT = Path(__file__).resolve().parent.parent
 _load_modules()
-
-
-def tidy(series: dict[str, np.ndarray], seeds: dict[str, int]) -> pd.DataFrame:
-    """A tidy metrics frame (as results.load) with one loss series per run id."""
-    return pd.concat([pd.DataFrame({"run_id": rid, "experiment": "x", "seed": seeds[rid], "status": "done",
-                                    "step": np.arange(len(loss)), "metric": "loss", "value": loss})
-                      for rid, loss in series.items()], ignore_index=True)
-
-
-def smooth(n=2000, seed=0):
-    rng = np.random.default_rng(seed)
-    return np.exp(-np.arange(n) / 500) * np.exp(0.02 * rng.standard_normal(n)) + 1e-3
-
-
-def spiky(n=2000, every=100, height=50.0, seed=0):
-    loss = smooth(n, seed)
-    for t in range(150, n, every):
-        loss[t:t + 3] *= height
-    return loss
 
 
 def test_fraction_of_seeds_on_both_sides_and_with_too_few_seeds():
@@ -44,58 +23,153 @@ def test_fraction_of_seeds_on_both_sides_and_with_too_few_seeds():
     assert few.verdict == "inconclusive" and MIN_SEEDS == 3
 
 
-def _b1_runs(spiking_controls: bool, seeds=(0, 1, 2)):
-    series, seed_of, rows = {}, {}, []
-    for seed in seeds:
-        for model in ("quadratic", "diag_quadratic"):
-            for name, b2, eps in (("adam", 0.999, 1e-8), ("adam", 0.9, 1e-8), ("adam", 0.999, 1.0), ("sgd", None, None)):
-                rid = f"{seed}-{model}-{name}-{b2}-{eps}"
-                slow = name == "adam" and b2 == 0.999 and eps < 0.1
-                series[rid] = spiky(seed=seed) if slow or (spiking_controls and name == "sgd") else smooth(seed=seed)
-                seed_of[rid] = seed
-                rows.append({"run_id": rid, "seed": seed, "model.name": model, "optimizer.name": name,
-                             "optimizer.b2": b2 if b2 else np.nan, "optimizer.eps": eps if eps else np.nan})
-    return tidy(series, seed_of), pd.DataFrame(rows)
+CLAIMS_MD = ROOT.parent / "shared" / "CLAIMS.md"
 
 
-def test_b1_verdict_on_both_sides():
-    assert b1(*_b1_runs(spiking_controls=False)).verdict == "replicated"
-    no = b1(*_b1_runs(spiking_controls=True))
-    assert no.verdict == "not replicated" and no.value == 0.0
-    assert b1(*_b1_runs(spiking_controls=False, seeds=(0, 1))).verdict == "inconclusive"
-
-
-def _m8_runs(increasing: bool, seeds=(0, 1, 2)):
-    series, seed_of, rows = {}, {}, []
-    for seed in seeds:
-        for i, b2 in enumerate((0.9, 0.95, 0.99, 0.999)):
-            rid = f"{seed}-{b2}"
-            every = [1000, 400, 200, 100][i] if increasing else [100, 200, 400, 1000][i]
-            series[rid], seed_of[rid] = spiky(every=every, seed=seed), seed
-            rows.append({"run_id": rid, "seed": seed, "optimizer.b2": b2})
-    return tidy(series, seed_of), pd.DataFrame(rows)
-
-
-def test_m8_verdict_on_both_sides():
-    yes = m8(*_m8_runs(increasing=True))
-    assert yes.verdict == "replicated" and yes.value == 1.0 and yes.seeds == [0, 1, 2]
-    assert m8(*_m8_runs(increasing=False)).verdict == "not replicated"
-    assert m8(*_m8_runs(increasing=True, seeds=(0,))).verdict == "inconclusive"
-
-
-def claim_ids_in_claims_md() -> set[str]:
-    text = (ROOT.parent / "shared" / "CLAIMS.md").read_text()
-    ids = set(re.findall(r"^\| ([MBWS]\d+) \|", text, flags=re.M)) | set(re.findall(r"^- (Q\d)\.", text, flags=re.M))
-    gpu = re.search(r"Tier `gpu`.*?: ([^.]*) again", text, flags=re.S)
-    ids |= {f"{i.strip()}_gpu" for i in re.findall(r"[MBWS]\d+", gpu.group(1))} if gpu else set()
+def claim_ids_in_claims_md(path: Path = CLAIMS_MD) -> set[str]:
+    """Every id CLAIMS.md names: the first column of its claim tables (``| id | claim | ...``), the
+    ids listed in the premises table's first column (``| claims | premise |``, e.g. "M0, M1, M2"),
+    the open questions (``- Q1.``) and the gpu tier's ``_gpu`` twins."""
+    text = path.read_text()
+    ids: set[str] = set()
+    header = None
+    for line in text.splitlines():
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if header is None:
+            header = cells[0]
+        elif set(cells[0]) <= set("-: "):
+            continue  # the separator row
+        elif header == "id":
+            assert re.fullmatch(r"[A-Z]+\d+", cells[0]), f"not a claim id: {cells[0]!r}"
+            ids.add(cells[0])
+        elif header == "claims":
+            ids |= set(re.findall(r"[A-Z]+\d+", cells[0]))
+    ids |= set(re.findall(r"^- (Q\d)\.", text, flags=re.M))
+    gpu = re.search(r"Tier `gpu`.*?: ([^.]*?)\s+again", text, flags=re.S)
+    ids |= {f"{i.strip()}_gpu" for i in re.findall(r"[A-Z]+\d+", gpu.group(1))} if gpu else set()
     return ids
 
 
-@pytest.mark.skipif(not (ROOT.parent / "shared" / "CLAIMS.md").exists(), reason="../shared/CLAIMS.md not beside the repo")
+@pytest.mark.skipif(not CLAIMS_MD.exists(), reason="../shared/CLAIMS.md not beside the repo")
 def test_every_claim_of_claims_md_is_registered():
     ids = claim_ids_in_claims_md()
-    assert len(ids) >= 20
+    assert len(ids) >= 32 and {"T1", "T2", "H1", "W3", "K1", "M6_gpu", "Q4"} <= ids
     assert ids <= set(CLAIMS), sorted(ids - set(CLAIMS))
+
+
+def test_the_claims_md_reader_takes_every_table_id_and_the_premises_lists(tmp_path):
+    md = tmp_path / "CLAIMS.md"
+    md.write_text("Tier `gpu` runs: M3 and Z9 again.\n\n| id | claim | metric | when |\n|---|---|---|---|\n"
+                  "| T1 | a | b | c |\n| K12 | a | b | c |\n\ntext\n\n| claims | premise | |\n|---|---|---|\n"
+                  "| M0, H1 | none | |\n\n- Q7. a question\n")
+    assert claim_ids_in_claims_md(md) == {"T1", "K12", "M0", "H1", "Q7", "M3_gpu", "Z9_gpu"}
+
+
+def test_every_claim_lives_in_the_module_named_like_its_experiment():
+    stems = {p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")}
+    for cid, c in CLAIMS.items():
+        if c.judge is None:
+            continue
+        module = c.judge.__module__.rsplit(".", 1)[-1]
+        if c.tier == "gpu":  # a GPU twin: the cpu claim's judge, on its own experiment
+            assert c.experiment in stems and CLAIMS[cid[:-4]].judge is c.judge, cid
+        else:
+            assert module == c.experiment and c.experiment in stems, (cid, module, c.experiment)
+
+
+def test_pending_claims_have_no_experiment_yet_and_are_not_run(tmp_path):
+    from replicate.claims import evaluate
+
+    pending_ids = sorted(cid for cid, c in CLAIMS.items() if c.judge is None)
+    assert pending_ids == ["H1", "K1", "M6_gpu", "T1", "T2", "W3"]
+    stems = {p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")}
+    for v in evaluate(tmp_path, ids=pending_ids):
+        assert v.experiment is None and v.verdict in ("not run (no experiment yet)", "not run (tier gpu)")
+        assert v.statement and v.metric and v.threshold and v.source
+    assert not {"t1_slingshot", "t2_slingshot_fp64", "h1_beta2_halflife_gpt", "w3_attn_logits_gpt",
+                "k1_qk_clip_gpt"} & stems  # once one exists, its module gets a judge in place of pending()
+
+
+def test_claim_registers_its_gpu_twin_and_figures(monkeypatch):
+    monkeypatch.setattr("replicate.claims.registry.CLAIMS", reg := {})
+
+    @claim("X1", experiment="x1_cpu", gpu="x1_gpu", figures=["spike_rates", "loss"], source="src",
+           statement="It holds", metric="m", threshold="t")
+    def judge(metrics, runs):
+        return None
+
+    assert set(reg) == {"X1", "X1_gpu"}
+    cpu, gpu = reg["X1"], reg["X1_gpu"]
+    assert (cpu.experiment, cpu.tier, cpu.figures, cpu.judge) == ("x1_cpu", "cpu", ["spike_rates", "loss"], judge)
+    assert (gpu.experiment, gpu.tier, gpu.judge, gpu.source, gpu.metric, gpu.threshold) == (
+        "x1_gpu", "gpu", judge, "src", "m", "t")
+    assert gpu.statement == "It holds (GPU tier: 6 x 384 GPT, 10.9M parameters, byte-level Shakespeare, bf16)"
+    assert gpu.figures == []  # as before: a twin's section shows what its experiment's data calls for
+
+    @claim("X2", experiment="x2", source="s", statement="s", metric="m", threshold="t")
+    def plain(metrics, runs):
+        return None
+
+    assert set(reg) == {"X1", "X1_gpu", "X2"} and reg["X2"].figures == [] and isinstance(reg["X2"], Claim)
+
+
+def test_a_pending_copy_of_a_judged_claim_is_refused(monkeypatch):
+    monkeypatch.setattr("replicate.claims.registry.CLAIMS", reg := {})
+    claim("X1", experiment="x1", gpu="x1_gpu", source="s", statement="s", metric="m", threshold="t")(lambda m, r: None)
+    with pytest.raises(ValueError, match="X1"):
+        pending("X1", source="s", statement="s", metric="m", threshold="t")
+    pending("X2", source="s", statement="s", metric="m", threshold="t")
+    with pytest.raises(ValueError, match="X2"):
+        claim("X2", experiment="x2", source="s", statement="s", metric="m", threshold="t")(lambda m, r: None)
+    assert reg["X2"].judge is None
+
+
+def test_the_gpu_twins_are_the_cpu_judges_on_the_gpu_experiments():
+    twins = {cid: c for cid, c in CLAIMS.items() if cid.endswith("_gpu") and c.judge is not None}
+    assert {cid: c.experiment for cid, c in twins.items()} == {
+        "M3_gpu": "m3_gpu", "M7_gpu": "m7_gpu", "M8_gpu": "m8_gpu", "M9_gpu": "m9_gpu", "W1_gpu": "w1_gpu"}
+    for cid, c in twins.items():
+        cpu = CLAIMS[cid[:-4]]
+        assert c.judge is cpu.judge and c.statement.startswith(cpu.statement + " (GPU tier:")
+
+
+def test_the_report_figures_come_from_the_claims():
+    """What report/__init__.py's CLAIM_FIGURES held, now carried by each ``@claim(figures=...)``."""
+    assert {cid: c.figures for cid, c in CLAIMS.items() if c.figures} == {
+        "M0": ["update_histograms"], "M1": ["update_histograms"], "M2": ["update_histograms"],
+        "M3": ["update_histograms"], "M4": ["grad_rms"], "M5": ["grad_rms"], "M6": ["loss"],
+        "M7": ["update_histograms"], "M8": ["spike_rates"], "M9": ["spike_rates"],
+        "M10": ["grad_rms", "spike_rates"], "B1": ["spike_rates"], "B2": ["curvature"],
+        "W1": ["rms_lead"], "Q1": ["spike_rates"], "Q4": ["grad_rms"]}
+
+
+def test_ids_sort_by_family_in_the_order_of_claims_md():
+    assert sorted(["Q1", "K1", "H1", "T2", "T1", "S1", "W3", "W2", "B2", "M10", "M3_gpu", "M3", "M0"], key=_order) == [
+        "M0", "M3", "M3_gpu", "M10", "B2", "W2", "W3", "S1", "T1", "T2", "H1", "K1", "Q1"]
+
+
+def test_the_seed_check_and_answered():
+    from replicate.claims.verdicts import answered, enough_seeds, judged
+
+    assert not enough_seeds([0, 1]) and enough_seeds([0, 1, 2])
+    assert judged([0, 1], True) == "inconclusive" and judged([0, 1, 2], True) == "replicated"
+    assert judged([0, 1, 2], False) == "not replicated" and judged([0, 1, 2], True, unclear=True) == "inconclusive"
+    a = answered([0, 1, 2], 1.5, (1.0, 2.0), "d")
+    assert (a.verdict, a.value, a.ci_low, a.ci_high, a.detail) == ("answered", 1.5, 1.0, 2.0, "d")
+    assert answered([0, 1, 2], 1.5, (1.0, 2.0), "d", complete=False).verdict == "inconclusive"
+    few = answered([0], 1.5, (None, None), "d", why="with both arms")
+    assert few.verdict == "inconclusive" and few.detail == "only 1 seed(s) with both arms, 3 needed. d"
+
+
+def test_no_module_under_claims_imports_the_report_or_the_leaderboard_and_stats_imports_nothing_of_ours():
+    for path in (ROOT / "replicate" / "claims").glob("*.py"):
+        text = path.read_text()
+        assert not re.search(r"^\s*(from|import) .*\b(report|leaderboard)\b", text, flags=re.M), path.name
+    stats = (ROOT / "replicate" / "stats.py").read_text()
+    assert not re.search(r"^\s*from \.|^\s*import replicate|^\s*from replicate", stats, flags=re.M)
 
 
 def _valid(verdict: str) -> bool:
@@ -126,20 +200,3 @@ def test_scorecard_writes_both_files_from_a_results_folder(tmp_path):
         scorecard.experiments("nope")
 
 
-def test_q1_answers_with_the_full_batch_rate_and_needs_three_seeds():
-    from replicate.claims.questions import q1
-
-    series, seed_of, rows = {}, {}, []
-    for seed in (0, 1, 2):
-        for batch in (16, 64, None):
-            rid = f"{seed}-{batch}"
-            series[rid], seed_of[rid] = (spiky(every=200, seed=seed) if batch is None else smooth(seed=seed)), seed
-            rows.append({"run_id": rid, "seed": seed, "data.batch_size": batch, "data.n": 256})
-    runs = pd.DataFrame(rows)
-    a = q1(tidy(series, seed_of), runs)
-    assert a.verdict == "answered" and a.detail.startswith("yes")
-    assert a.value == pytest.approx(5.0, rel=0.1)  # spikes every 200 steps: 5 per 1k
-    quiet = {rid: smooth(seed=seed_of[rid]) for rid in series}
-    assert q1(tidy(quiet, seed_of), runs).detail.startswith("no spike")
-    few = runs[runs["seed"] < 2]
-    assert q1(tidy({r: series[r] for r in few["run_id"]}, seed_of), few).verdict == "inconclusive"

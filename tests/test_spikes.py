@@ -190,3 +190,38 @@ def test_detect_equals_the_definition_on_random_series(seed):
         assert all(t in want for t in got["end"])
         found += len(got)
     assert found > 20  # the series do spike
+
+
+def _rolling_ratio(loss: np.ndarray, window: int = 100, min_pred: int = 10) -> float:
+    """The leaderboard's former own spike ratio (replicate/leaderboard.py until issue 14): max_t
+    loss[t] / median(loss[t-window:t]) over the finite prefix, t with >= min_pred before."""
+    bad = np.flatnonzero(~np.isfinite(loss))
+    x = pd.Series(loss[: bad[0]] if len(bad) else loss)
+    med = x.rolling(window, min_periods=min_pred).median().shift(1)
+    r = (x / med).to_numpy()
+    r = r[np.isfinite(r)]
+    return float(r.max()) if len(r) else float("nan")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_largest_ratio_is_the_rolling_ratio_without_episodes_and_the_tallest_height_with(seed):
+    rng = np.random.default_rng(seed)
+    quiet = spiky = 0
+    for _ in range(80):
+        n = int(rng.integers(0, 400))
+        loss = np.exp(rng.normal(0, rng.choice([0.05, 0.2, 0.4]), n)) * np.exp(-np.arange(n) / rng.choice([80, 1e9]))
+        if rng.random() < 0.5:
+            for i in rng.integers(0, max(n, 1), int(rng.integers(1, 4))):
+                loss[i:i + 2] *= rng.choice([2.0, 5.0, 50.0])
+        if n and rng.random() < 0.15:
+            loss[int(rng.integers(0, n)):] = np.inf  # a diverged run
+        ep = spikes.detect(loss)
+        got = spikes.largest_ratio(loss)
+        if len(ep) == 0:  # bit for bit what the leaderboard computed before
+            want = _rolling_ratio(loss)
+            assert (math.isnan(got) and math.isnan(want)) or got == want
+            quiet += 1
+        else:
+            assert got == ep["height"].max()
+            spiky += 1
+    assert quiet > 10 and spiky > 10

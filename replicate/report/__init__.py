@@ -10,8 +10,9 @@ readable from file:// without a server).
 Figures are ``fig_*`` functions in ``replicate.report.figures``, one module per figure family,
 each declaring its ``KINDS`` beside its function; which ones an experiment gets
 depends on what its runs logged (``FIGURES``: probes, curvature, a sweep), plus the ones a claim
-needs (``CLAIM_FIGURES``). A figure that has no data, or fails, shows a "no data for this figure"
-box with the reason in its place; it never fails the report.
+always shows (``@claim(figures=...)`` in replicate/claims/: ``Claim.figures``). A figure that has
+no data, or fails, shows a "no data for this figure" box with the reason in its place; it never
+fails the report.
 """
 
 from __future__ import annotations
@@ -42,49 +43,15 @@ from .figures import (arm_labels, bench_table, episodes, fig_curvature, fig_grad
                       fig_loss_curves, fig_rms_lead, fig_spike_rates, fig_throughput, fig_update_histograms,
                       lighten_ticks, spike_table, varied_keys, SWEEP_KEYS, _natural_arms)
 from .figures import curvature, histograms, layers, loss, spike_rates  # the per-experiment figure families
-from .figures.kinds import Kind
+from .figures.kinds import Data, Kind
 
 DPI = 110
 MARGIN = 3.0  # inches drawn around a figure before it is cut to its ink (``_save``)
 
 
-@dataclass
-class Data:
-    """What one experiment's figures read: its runs, tidy metrics and histograms."""
-
-    root: Path
-    experiment: str
-    runs: pd.DataFrame
-    metrics: pd.DataFrame
-    hist: pd.DataFrame
-    _names: set = field(default_factory=set)
-    _eps: pd.DataFrame | None = None
-
-    @property
-    def eps(self) -> pd.DataFrame:
-        """The loss-spike episodes of every run (computed once, shared by the figures)."""
-        if self._eps is None:
-            self._eps = episodes(self.metrics[self.metrics["metric"] == "loss"]) if self.has("loss") else \
-                episodes(self.metrics.iloc[:0])
-        return self._eps
-
-    def has(self, prefix: str) -> bool:
-        if not self._names:
-            self._names = set(self.metrics["metric"].unique()) if not self.metrics.empty else {"-"}
-        return any(n == prefix or n.startswith(prefix + "/") for n in self._names)
-
-
 # The per-experiment figure kinds, in the page's order: each family module declares its own
 # (``KINDS``: name, title, when it applies, how it is drawn, caption, why missing) beside its figure.
 FIGURES: list[Kind] = [*loss.KINDS, *spike_rates.KINDS, *histograms.KINDS, *layers.KINDS, *curvature.KINDS]
-
-# Figures a claim's section always shows (a placeholder when its data is missing), beside those
-# its experiment's data calls for.
-CLAIM_FIGURES = {"M0": ["update_histograms"], "M1": ["update_histograms"], "M2": ["update_histograms"],
-                 "M3": ["update_histograms"], "M4": ["grad_rms"], "M5": ["grad_rms"], "M6": ["loss"],
-                 "M7": ["update_histograms"], "M8": ["spike_rates"], "M9": ["spike_rates"],
-                 "M10": ["grad_rms", "spike_rates"], "B1": ["spike_rates"], "B2": ["curvature"],
-                 "W1": ["rms_lead"], "Q1": ["spike_rates"], "Q4": ["grad_rms"]}
 
 VCLASS = {"replicated": "v-replicated", "not replicated": "v-not-replicated", "inconclusive": "v-inconclusive",
           "answered": "v-answered"}
@@ -257,7 +224,7 @@ def _leaderboard_figure(out: Path, board: pd.DataFrame, has_md: bool) -> dict:
 
 
 def _demanded(scorecard: list[dict]) -> dict[str, set[str]]:
-    """experiment -> the figure kinds its claims always show (``CLAIM_FIGURES``), from the claims'
+    """experiment -> the figure kinds its claims always show (``Claim.figures``), from the claims'
     registry and from ``scorecard`` (whose rows may name other experiments)."""
     from ..claims import CLAIMS, _load_modules
 
@@ -266,7 +233,7 @@ def _demanded(scorecard: list[dict]) -> dict[str, set[str]]:
     demanded: dict[str, set[str]] = {}
     for claim, exp in pairs:
         if exp:
-            demanded.setdefault(exp, set()).update(CLAIM_FIGURES.get(claim, []))
+            demanded.setdefault(exp, set()).update(CLAIMS[claim].figures if claim in CLAIMS else [])
     return demanded
 
 

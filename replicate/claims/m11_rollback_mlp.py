@@ -1,0 +1,171 @@
+"""M11 (PaLM, Chowdhery et al. 2022, arXiv 2204.02311, §5.1): spikes come from a batch meeting a model state.
+
+Read from runs of the rollback mitigation (``replicate/mitigations.py`` Rollback) in three modes,
+``mitigation.rollback.mode``: (a) ``replay`` (the same snapshot, the same batches), (b) ``skip``
+(PaLM: the same snapshot, the next ``skip`` batches skipped), (c) ``feed`` (the same snapshot fed
+the ``feed`` batches up to the spike's). Per run the loop logs ``rollbacks`` (events) and the
+counts ``rollback_recurred`` / ``rollback_clean`` (the spike test, loss > 3x the median of the
+previous 100 non-spiking losses, fired again, or did not, between the restore and ``recur`` steps
+after the spike's step, or after the spike's batch was fed again in mode feed); their last logged
+values are the run's. Events still open at the end of a run are undecided and not counted.
+
+Replicated when (a) every replay event recurs, with the replayed loss at the spike step equal to
+the rolled-back spike's loss bit for bit, and (b) and (c) are each clean in >= 80% of their
+decided events. value = min(clean fraction of b, of c), events pooled over seeds; interval: the
+Wilson score interval (``stats.wilson_interval``) (95%) of that mode's fraction, k clean of n events, p̂ = k/n:
+(p̂ + z²/2n ± z·√(p̂(1-p̂)/n + z²/4n²)) / (1 + z²/n), z = 1.96, treating events as independent
+trials (each goes back the full ``back`` steps from a spike of its own: ``roll_recurring: false``;
+events of one run share its history, so the interval is if anything too narrow). Inconclusive with fewer than MIN_SEEDS seeds with a decided
+event in every mode, or when the interval straddles 0.8 (3 clean of 3 gives [0.44, 1]: a few
+events cannot show >= 80%; 1 of 3 gives [0.06, 0.79]).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from .. import spikes
+from ..stats import wilson_interval
+from .registry import Judgement, claim
+from .verdicts import enough_seeds
+
+SOURCE = "Chowdhery et al. 2022, PaLM (arXiv 2204.02311)"
+M11_NEED = 0.8
+MODES = ("replay", "skip", "feed")
+MODE_KEY = "mitigation.rollback.mode"
+
+
+def _last(g: pd.DataFrame, col: str) -> float:
+    s = g[col].dropna() if col in g else pd.Series(dtype=float)
+    return float(s.iloc[-1]) if len(s) else 0.0
+
+
+def run_events(g: pd.DataFrame) -> dict:
+    """One run's events, from its wide rows (index: step, sorted): counts, the (last) rolled-back
+    spike, its replayed loss (the logged loss at the spike's step, NaN if not logged), the step
+    where the outcome was decided, and the run's no-rollback spike rate after the spike (for replay
+    runs, whose timeline is the run without rollback)."""
+    g = g.sort_index()
+    events, rec, clean = _last(g, "rollbacks"), _last(g, "rollback_recurred"), _last(g, "rollback_clean")
+    out = {"events": int(events), "recurred": int(rec), "clean": int(clean),
+           "spike_step": math.nan, "spike_loss": math.nan, "replayed_loss": math.nan,
+           "restore_step": math.nan, "decided_at": math.nan, "rate_after": math.nan}
+    if events and "rollback_spike_step" in g:
+        ev = g.dropna(subset=["rollback_spike_step"])
+        if len(ev):
+            s = int(ev["rollback_spike_step"].iloc[-1])
+            out.update(spike_step=s, spike_loss=float(ev["rollback_spike_loss"].iloc[-1]),
+                       restore_step=int(ev.index[-1]))
+            if s in g.index:
+                out["replayed_loss"] = float(g.loc[s, "loss"])
+            if rec + clean and {"rollback_recurred", "rollback_clean"} <= set(g.columns):
+                dec = g.loc[g.index >= ev.index[-1], ["rollback_recurred", "rollback_clean"]].dropna()
+                dec = dec[dec.sum(axis=1) == rec + clean]  # the row where the last outcome was logged
+                if len(dec):
+                    out["decided_at"] = int(dec.index[0])
+            after = g.loc[g.index > s, "loss"].dropna()
+            if len(after) > 1:
+                ep = spikes.detect(g["loss"].to_numpy(float), g.index.to_numpy())
+                n_after = int((ep["start"] > s).sum()) if len(ep) else 0
+                out["rate_after"] = 1000.0 * n_after / len(after)
+    return out
+
+
+def _clean_fraction(df: pd.DataFrame) -> float:
+    decided = df["recurred"].sum() + df["clean"].sum()
+    return float(df["clean"].sum() / decided) if decided else math.nan
+
+
+def _value(per: pd.DataFrame) -> float:
+    return min(_clean_fraction(per[per["mode"] == m]) for m in ("skip", "feed"))
+
+
+def _interval(per: pd.DataFrame) -> tuple[float, float]:
+    """The Wilson interval of the mode (skip or feed) with the lower clean fraction."""
+    fr = {m: _clean_fraction(per[per["mode"] == m]) for m in ("skip", "feed")}
+    fr = {m: f for m, f in fr.items() if math.isfinite(f)}
+    if not fr:
+        return math.nan, math.nan
+    d = per[per["mode"] == min(fr, key=fr.get)]
+    return wilson_interval(int(d["clean"].sum()), int(d["clean"].sum() + d["recurred"].sum()))
+
+
+def _fmt(x: float) -> str:
+    return "-" if not math.isfinite(x) else f"{x:g}"
+
+
+@claim("M11", experiment="m11_rollback_mlp", source=f"{SOURCE} §5.1",
+       statement="Spikes come from a batch meeting a model state (PaLM's experience)",
+       metric="first spike of each run, rolled back 100 steps: (a) replay the same batches, (b) skip 200 batches, "
+              "(c) feed the 20 batches up to the spike's; an event recurs when the spike test (> 3x the median of the "
+              "previous 100 steps) fires before 20 steps after the spike (its batch, in c); value = min of the "
+              "clean fractions of (b) and (c), events pooled over seeds",
+       threshold=f"(a) recurs bit for bit in every event; (b) and (c) clean in >= {M11_NEED:.0%} of events")
+def m11(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
+    w = metrics[metrics["metric"].isin(["loss", "rollbacks", "rollback_recurred", "rollback_clean",
+                                        "rollback_spike_step", "rollback_spike_loss"])]
+    if w.empty or MODE_KEY not in runs:
+        return Judgement("inconclusive", None, detail="no rollback runs")
+    w = w.pivot_table(index=["run_id", "step"], columns="metric", values="value")
+    info = runs.set_index("run_id")
+    rows = []
+    for rid, g in w.groupby(level=0):
+        if rid not in info.index:
+            continue
+        e = run_events(g.droplevel(0))
+        e.update(run_id=rid, seed=int(info.loc[rid, "seed"]), mode=str(info.loc[rid, MODE_KEY]))
+        rows.append(e)
+    per = pd.DataFrame(rows)
+    if per.empty:
+        return Judgement("inconclusive", None, detail="no rollback runs")
+    per = per[per["mode"].isin(MODES)].sort_values(["mode", "seed"])
+    decided = per[(per["recurred"] + per["clean"]) > 0]
+    seeds_by_mode = {m: sorted(decided.loc[decided["mode"] == m, "seed"].unique()) for m in MODES}
+    seeds = sorted(set.intersection(*(set(v) for v in seeds_by_mode.values())))
+
+    rp = per[per["mode"] == "replay"]
+    rp_dec = rp[(rp["recurred"] + rp["clean"]) > 0]
+    exact = bool(len(rp_dec)) and bool((rp_dec["replayed_loss"] == rp_dec["spike_loss"]).all())
+    a_ok = bool(len(rp_dec)) and int(rp_dec["clean"].sum()) == 0 and exact
+    frac = {m: _clean_fraction(per[per["mode"] == m]) for m in MODES}
+    value = _value(per[per["seed"].isin(seeds)]) if seeds else math.nan
+    lo, hi = _interval(per[per["seed"].isin(seeds)]) if seeds else (math.nan, math.nan)
+
+    if not enough_seeds(seeds) or not math.isfinite(value):
+        verdict = "inconclusive"
+    elif not a_ok:
+        verdict = "not replicated"
+    elif math.isfinite(lo) and lo < M11_NEED <= hi:
+        verdict = "inconclusive"
+    else:
+        verdict = "replicated" if value >= M11_NEED else "not replicated"
+
+    def count(m):
+        d = per[per["mode"] == m]
+        n_ev, n_rec, n_clean = int(d["events"].sum()), int(d["recurred"].sum()), int(d["clean"].sum())
+        return f"{n_clean}/{n_rec + n_clean} clean, {n_rec} recurred, {n_ev - n_rec - n_clean} undecided"
+
+    parts = [f"(a) replay: {count('replay')}; replayed loss equals the original bit for bit: "
+             f"{'yes' if exact else 'no'} ({int((rp_dec['replayed_loss'] == rp_dec['spike_loss']).sum())}/"
+             f"{len(rp_dec)} runs, their last event)",
+             f"(b) skip: {count('skip')} (clean fraction {_fmt(round(frac['skip'], 3))})",
+             f"(c) feed: {count('feed')} (clean fraction {_fmt(round(frac['feed'], 3))})"]
+    runs_txt = "; ".join(
+        f"{r.mode} seed {r.seed}: spike at {_fmt(r.spike_step)} (restore {_fmt(r.restore_step)}), "
+        + ("no event" if not r.events else "recurred" if r.recurred else "clean" if r.clean else "undecided")
+        + (f" at {_fmt(r.decided_at)}" if r.recurred or r.clean else "")
+        for r in per.itertuples())
+    rate = rp["rate_after"].dropna()
+    base = (f"; without rollback (the replay runs' timeline) the runs spike again at {rate.mean():.1f} per 1k steps "
+            f"after their first spike (per seed {', '.join(f'{x:.1f}' for x in rate)})") if len(rate) else ""
+    ref = ""
+    if len(rate) and {"mitigation.rollback.back", "mitigation.rollback.recur", "mitigation.rollback.feed"} <= set(runs):
+        back, recur, feed = (float(runs[f"mitigation.rollback.{k}"].median()) for k in ("back", "recur", "feed"))
+        rho = rate.mean() / 1000
+        ref = (f"; a crude reference (spikes arriving at that rate, independently): a window of {back + recur:g} "
+               f"steps (skip: restore to spike + {recur:g}) is spike-free with probability "
+               f"{math.exp(-rho * (back + recur)):.3f}, one of {feed + recur:g} (feed) {math.exp(-rho * (feed + recur)):.3f}")
+    detail = "; ".join(parts) + "; per run, its last event: " + runs_txt + base + ref
+    return Judgement(verdict, value, lo, hi, [int(s) for s in seeds], detail)

@@ -1,0 +1,150 @@
+"""The claim registry: ``@claim`` and ``pending`` fill ``CLAIMS``; ``evaluate`` judges them.
+
+A claim is registered with ``@claim(id, experiment=..., source=..., statement=..., metric=...,
+threshold=...)`` on a function ``judge(metrics, runs) -> Judgement`` that reads only
+``results.load()`` (tidy metrics) and ``results.runs()`` (one row per run, flattened config) of its
+experiment. ``gpu="<experiment>"`` registers its GPU twin ``<id>_gpu`` too: the same judge on that
+experiment, tier gpu, the statement suffixed with ``GPU``. ``figures=[...]`` names the report's
+figure kinds its section always shows (a placeholder where the data is missing), beside those its
+experiment's data calls for. ``pending(id, ...)`` registers a claim of CLAIMS.md whose experiment
+does not exist yet: it shows as ``not run (no experiment yet)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import pkgutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import pandas as pd
+
+from .. import results
+
+VERDICTS = ("replicated", "not replicated", "inconclusive", "answered")
+# The GPU tier's workload (conf/experiment/*_gpu.yaml), appended to a twin's statement.
+GPU = " (GPU tier: 6 x 384 GPT, 10.9M parameters, byte-level Shakespeare, bf16)"
+
+
+@dataclass
+class Judgement:
+    """What a judge returns: the measured value with its interval over seeds, and the verdict."""
+
+    verdict: str
+    value: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    seeds: list[int] = field(default_factory=list)
+    detail: str = ""
+
+
+@dataclass
+class Claim:
+    id: str
+    experiment: str | None
+    source: str
+    statement: str
+    metric: str
+    threshold: str
+    tier: str
+    judge: Callable[[pd.DataFrame, pd.DataFrame], Judgement] | None
+    figures: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Verdict:
+    claim: str
+    source: str
+    metric: str
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    threshold: str
+    verdict: str
+    seeds: list[int]
+    runtime_s: float
+    experiment: str | None = None
+    statement: str = ""
+    detail: str = ""
+    runs: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("value", "ci_low", "ci_high"):
+            if isinstance(d[k], float) and not math.isfinite(d[k]):
+                d[k] = None
+        return d
+
+
+CLAIMS: dict[str, Claim] = {}
+
+
+def claim(id: str, *, experiment: str | None, source: str, statement: str, metric: str, threshold: str,
+          tier: str = "cpu", gpu: str | None = None, figures: Sequence[str] = ()):
+    """Register ``judge`` as the verdict function of claim ``id`` (and, with ``gpu``, of its GPU
+    twin ``<id>_gpu`` on experiment ``gpu``)."""
+
+    def register(judge):
+        for cid in (id, f"{id}_gpu") if gpu is not None else (id,):
+            if cid in CLAIMS and CLAIMS[cid].judge is None:
+                raise ValueError(f"claim {cid} is both pending and judged: delete the pending copy")
+        CLAIMS[id] = Claim(id, experiment, source, statement, metric, threshold, tier, judge, list(figures))
+        if gpu is not None:
+            CLAIMS[f"{id}_gpu"] = Claim(f"{id}_gpu", gpu, source, statement + GPU, metric, threshold, "gpu", judge)
+        return judge
+
+    return register
+
+
+def pending(id: str, *, source: str, statement: str, metric: str, threshold: str, tier: str = "cpu") -> None:
+    """A claim of CLAIMS.md whose experiment is not written yet: it shows as ``not run``."""
+    if id in CLAIMS:
+        raise ValueError(f"claim {id} is registered already: a pending copy of it is not needed")
+    CLAIMS[id] = Claim(id, None, source, statement, metric, threshold, tier, None)
+
+
+# ------------------------------------------------------------------------------------- evaluation
+def _load_modules() -> None:
+    """Import every module of the claims package (each registers its claims)."""
+    for mod in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        importlib.import_module(f"{__package__}.{mod.name}")
+
+
+def evaluate(root: Path | str = "results", ids: Iterable[str] | None = None) -> list[Verdict]:
+    """Judge every registered claim (or ``ids``) from the finished runs under ``root``."""
+    _load_modules()
+    out = []
+    for cid in sorted(CLAIMS, key=_order) if ids is None else ids:
+        c = CLAIMS[cid]
+        v = Verdict(c.id, c.source, c.metric, None, None, None, c.threshold, "", [], 0.0,
+                    experiment=c.experiment, statement=c.statement)
+        if c.judge is None:
+            v.verdict = "not run (tier gpu)" if c.tier == "gpu" else "not run (no experiment yet)"
+            out.append(v)
+            continue
+        runs = results.runs(root, experiment=c.experiment)
+        done = runs[runs["status"].isin(results.FINISHED)] if not runs.empty else runs
+        if done.empty:
+            v.verdict = f"not run (tier {c.tier})" if c.tier != "cpu" else "not run"
+            out.append(v)
+            continue
+        metrics = results.load(root, experiment=c.experiment)
+        j = c.judge(metrics, done)
+        v.value, v.ci_low, v.ci_high, v.verdict, v.detail = j.value, j.ci_low, j.ci_high, j.verdict, j.detail
+        v.seeds = [int(s) for s in j.seeds]
+        v.runtime_s = float(done["wall_time_s"].fillna(0).sum())
+        v.runs = sorted(done["run_id"])
+        out.append(v)
+    return out
+
+
+# CLAIMS.md's order: Molybog, Bai, Wortsman, Li, the Slingshot, Marek, Kimi K2's QK-Clip, the questions
+FAMILIES = {"M": 0, "B": 1, "W": 2, "S": 3, "T": 4, "H": 5, "K": 6, "Q": 7}
+
+
+def _order(cid: str) -> tuple:
+    family = FAMILIES.get(cid[0], 9)
+    digits = "".join(ch for ch in cid[1:] if ch.isdigit())
+    return family, int(digits or 0), cid

@@ -1,0 +1,59 @@
+"""Synthetic results for the claim tests: tidy metrics and run tables as ``results.load`` and
+``results.runs`` give them, and loss series with and without spikes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+N = 1200
+SPIKES = (300, 500, 700, 900, 1100)  # rise starts = 3x crossings: the loss jumps in one step
+
+
+def loss_frame(series: dict[str, np.ndarray], seeds: dict[str, int]) -> pd.DataFrame:
+    """A tidy metrics frame (as results.load) with one loss series per run id."""
+    return pd.concat([pd.DataFrame({"run_id": rid, "experiment": "x", "seed": seeds[rid], "status": "done",
+                                    "step": np.arange(len(loss)), "metric": "loss", "value": loss})
+                      for rid, loss in series.items()], ignore_index=True)
+
+
+def smooth(n=2000, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.exp(-np.arange(n) / 500) * np.exp(0.02 * rng.standard_normal(n)) + 1e-3
+
+
+def spiky(n=2000, every=100, height=50.0, seed=0):
+    loss = smooth(n, seed)
+    for t in range(150, n, every):
+        loss[t:t + 3] *= height
+    return loss
+
+
+def frames(runs: list[tuple[str, int, dict, dict]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(metrics, runs) as results.load / results.runs give them, from (run_id, seed, config,
+    {step: {metric: value}})."""
+    rows, meta = [], []
+    for rid, seed, config, steps in runs:
+        for step, values in steps.items():
+            for metric, value in values.items():
+                rows.append({"run_id": rid, "experiment": "x", "seed": seed, "status": "done", "step": step,
+                             "metric": metric, "value": float(value)})
+        meta.append({"run_id": rid, "seed": seed, "status": "done", **config})
+    return pd.DataFrame(rows), pd.DataFrame(meta)
+
+
+def base_loss(seed: int, n: int = N) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return 1e-3 * np.exp(0.02 * rng.standard_normal(n))
+
+
+def spiky_loss(seed: int, starts=SPIKES) -> np.ndarray:
+    loss = base_loss(seed)
+    for t in starts:
+        loss[t:t + 3] *= 30.0
+    return loss
+
+
+def runs_frame(series, seeds, **cols) -> pd.DataFrame:
+    return pd.DataFrame([{"run_id": rid, "seed": seeds[rid], "status": "done", **{k: v[rid] for k, v in cols.items()}}
+                         for rid in series])

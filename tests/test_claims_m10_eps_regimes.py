@@ -1,0 +1,111 @@
+"""M10 (replicate/claims/m10_eps_regimes.py) on synthetic results: both directions on both sides of
+their thresholds, a baseline without spikes, too few seeds; and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from replicate import results, train
+from replicate.claims import CLAIMS, VERDICTS, _load_modules
+from replicate.claims.m10_eps_regimes import injected, m10
+
+_load_modules()
+N = 300
+EVERY = 30  # injected batches at steps 29, 59, ...
+ARMS = {"imitated_base": ("gpt", 3e-2), "imitated_fix": ("gpt", 1e-12),
+        "toy_base": ("quadratic", 1e-8), "toy_fix": ("quadratic", 1.0)}
+
+
+def _frames(spikes=None, final=None, seeds=(0, 1, 2)):
+    """Loss series per arm: flat with 5x spikes at the given steps, 5x on the injected batch 149
+    (imitated arms) and 299 (the fix arm), never counted, and a final tenth scaled by ``final[arm]``."""
+    spikes = {"imitated_base": (100, 200), "imitated_fix": (), "toy_base": (150, 250), "toy_fix": (),
+              **(spikes or {})}
+    final = {"imitated_fix": 0.99, "toy_fix": 0.5, **(final or {})}
+    rows, runs = [], []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        for arm, (model, eps) in ARMS.items():
+            rid = f"{arm}-{seed}"
+            loss = 2 * np.exp(0.01 * rng.standard_normal(N))
+            loss[-N // 10:] *= final.get(arm, 1.0)
+            for t in spikes[arm]:
+                loss[t] *= 5
+            if model == "gpt":
+                loss[149] *= 5
+            if arm == "imitated_fix":  # the last step is an injected batch: in no final loss
+                loss[N - 1] *= 5
+            metrics = {"loss": loss}
+            if model == "gpt":  # probes every 10 steps: the stalled arm's update is 5% of r
+                probe = np.where(np.arange(N) % 10 == 0, 1.0, np.nan)
+                metrics.update({"u_over_r/embedding": probe * (0.05 if eps > 1e-3 else 1.0),
+                                "update_rms/embedding": probe * 1e-4, "grad_rms/embedding": probe * 1e-3})
+            for metric, values in metrics.items():
+                ok = np.isfinite(values)
+                rows.append(pd.DataFrame({"run_id": rid, "experiment": "m10_eps_regimes", "seed": seed,
+                                          "status": "done", "step": np.arange(N)[ok], "metric": metric,
+                                          "value": values[ok]}))
+            runs.append({"run_id": rid, "seed": seed, "status": "done", "model.name": model, "optimizer.eps": eps,
+                         "data.inject_every": EVERY if model == "gpt" else np.nan,
+                         "data.inject_at": [] if model == "gpt" else np.nan})
+    return pd.concat(rows, ignore_index=True), pd.DataFrame(runs)
+
+
+def test_m10_replicates_when_both_directions_cut_spikes_without_a_worse_loss():
+    j = m10(*_frames())
+    assert j.verdict == "replicated", j.detail
+    assert j.seeds == [0, 1, 2] and j.value == 1.0
+    assert "spikes [2, 2, 2] -> [0, 0, 0] (on injected batches, not counted: [1, 1, 1] -> [2, 2, 2])" in j.detail
+    assert "embedding 0.050" in j.detail and "embedding 1.000" in j.detail  # the un-stalling, per layer
+
+
+@pytest.mark.parametrize("kw", [
+    dict(spikes={"imitated_base": (100,), "imitated_fix": (100,)}),  # (a) 1 -> 1 spike: no cut
+    dict(spikes={"imitated_base": (100, 200, 250), "imitated_fix": (100, 200)}),  # (a) 3 -> 2: a 33% cut
+    dict(spikes={"toy_fix": (150, 250)}),             # (b) the large eps does not remove them
+    dict(spikes={"imitated_base": ()}),               # (a) nothing spikes: nothing to cut
+    dict(final={"imitated_fix": 1.05}),               # (a) 5% worse final loss
+    dict(final={"toy_fix": 1.03}),                    # (b) 3% worse final loss
+])
+def test_m10_not_replicated_when_a_direction_fails(kw):
+    j = m10(*_frames(**kw))
+    assert j.verdict == "not replicated", (kw, j.detail)
+
+
+def test_m10_a_cut_of_exactly_half_is_enough():
+    j = m10(*_frames(spikes={"imitated_fix": (100,)}))  # 2 -> 1 in (a)
+    assert j.verdict == "replicated" and j.value == 0.5, j.detail
+
+
+def test_m10_inconclusive_with_too_few_seeds_or_a_straddling_loss():
+    assert m10(*_frames(seeds=(0, 1))).verdict == "inconclusive"
+    metrics, runs = _frames()
+    # a final-loss ratio whose interval straddles 1.01: 0.99, 1.00, 1.05 over the three seeds
+    for seed, f in zip((0, 1, 2), (0.99, 1.0, 1.05)):
+        sel = (metrics["run_id"] == f"imitated_fix-{seed}") & (metrics["metric"] == "loss") & (metrics["step"] >= N - N // 10)
+        metrics.loc[sel, "value"] *= f / 0.99
+    assert m10(metrics, runs).verdict == "inconclusive"
+
+
+def test_injected_steps_of_a_markov_stream():
+    row = pd.Series({"data.inject_every": 30, "data.inject_at": [5]})
+    assert list(injected(row, np.array([5, 29, 30, 59]))) == [True, True, False, True]
+    assert not injected(pd.Series({"data.inject_every": np.nan, "data.inject_at": np.nan}), np.array([29])).any()
+
+
+def test_m10_is_registered_with_its_experiment():
+    assert CLAIMS["M10"].experiment == "m10_eps_regimes" and CLAIMS["M10"].judge is m10
+
+
+def test_m10_end_to_end_on_tiny_runs(cfg_factory, tmp_path):
+    """Every arm and seed of m10_eps_regimes for 40 steps: a valid verdict."""
+    for arm in ("imitated_eps_3e-2", "imitated_eps_1e-12", "toy_eps_1e-8", "toy_eps_1"):
+        for seed in (0, 1, 2):
+            train.run(cfg_factory("experiment=m10_eps_regimes", f"+arm/m10_eps_regimes={arm}", f"seed={seed}",
+                                  "train.steps=40", "threads=1", results_dir=tmp_path))
+    runs = results.runs(tmp_path, experiment="m10_eps_regimes")
+    assert len(runs) == 12 and set(runs["status"]) == {"done"}
+    j = m10(results.load(tmp_path, experiment="m10_eps_regimes"), runs)
+    assert j.verdict in VERDICTS and j.seeds == [0, 1, 2], j.detail

@@ -1,0 +1,90 @@
+"""M6 (replicate/claims/m6_burst.py) on synthetic results: both sides of each threshold, a failed
+premise, too few seeds; and a tiny end-to-end run of m6_burst."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from replicate import results, train
+from replicate.claims import CLAIMS, VERDICTS, _load_modules
+from replicate.claims.m6_burst import burst_step, m6
+
+_load_modules()
+N, B = 111, 90
+ARMS = {"stalled": ("adam", 3e-2), "eps0": ("adam_eps0", None), "atan2": ("adam_atan2", None)}
+
+
+def _frames(jump=20.0, cos=0.02, spike=True, control=1.5, stall=0.05, seeds=(0, 1, 2)):
+    """Tidy metrics and runs of m6_burst: the embedding's update norm is ~1 before the burst step B
+    and ``jump`` (stalled arm) or ``control`` (eps = 0, atan2) at B; the loss is 4x at B (the injected
+    batch) in every arm and, with ``spike``, 5x at B+5..B+7 in the stalled arm."""
+    rows, runs = [], []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        for arm, (name, eps) in ARMS.items():
+            rid = f"{arm}-{seed}"
+            jitter = 1 + 0.05 * seed
+            un = 1 + 0.02 * rng.standard_normal(N)
+            un[B] = (jump if arm == "stalled" else control) * jitter
+            cs = np.full(N, 0.5)
+            cs[B] = cos * jitter if arm == "stalled" else 0.6
+            loss = 2 * np.exp(0.01 * rng.standard_normal(N))
+            loss[B] *= 4
+            if spike and arm == "stalled":
+                loss[B + 5:B + 8] *= 5
+            ur = np.full(N, stall * jitter if arm == "stalled" else 1.0)
+            for metric, values in (("loss", loss), ("update_norm/embedding", un),
+                                   ("update_cos_neg_grad/embedding", cs), ("u_over_r/embedding", ur)):
+                rows.append(pd.DataFrame({"run_id": rid, "experiment": "m6_burst", "seed": seed, "status": "done",
+                                          "step": np.arange(N), "metric": metric, "value": values}))
+            runs.append({"run_id": rid, "seed": seed, "status": "done", "optimizer.name": name,
+                         "optimizer.eps": eps, "data.inject_at": [B], "data.inject_every": 0})
+    return pd.concat(rows, ignore_index=True), pd.DataFrame(runs)
+
+
+def test_m6_replicates_on_a_large_undirected_jump_then_a_spike():
+    j = m6(*_frames())
+    assert j.verdict == "replicated", j.detail
+    assert j.seeds == [0, 1, 2] and 19 < j.value < 22 and j.ci_low > 10
+
+
+@pytest.mark.parametrize("kw", [dict(jump=4.0), dict(cos=0.5), dict(spike=False), dict(control=6.0)])
+def test_m6_not_replicated_when_any_condition_fails(kw):
+    j = m6(*_frames(**kw))
+    assert j.verdict == "not replicated", (kw, j.detail)
+
+
+def test_m6_the_injected_batchs_own_loss_is_not_the_spike_that_follows():
+    j = m6(*_frames(spike=False))  # the loss is 4x at B in every arm, and nothing after
+    assert "spike after [False, False, False]" in j.detail and j.verdict == "not replicated"
+
+
+def test_m6_inconclusive_without_a_stalled_layer_or_with_too_few_seeds():
+    j = m6(*_frames(stall=0.5))
+    assert j.verdict == "inconclusive" and "premise" in j.detail
+    assert m6(*_frames(seeds=(0, 1))).verdict == "inconclusive"
+
+
+def test_burst_step_from_inject_at_or_inject_every():
+    assert burst_step(pd.Series({"data.inject_at": [40, 12], "data.inject_every": 0})) == 12
+    assert burst_step(pd.Series({"data.inject_at": [], "data.inject_every": 30})) == 29
+    assert burst_step(pd.Series({"data.inject_at": [], "data.inject_every": 0})) is None
+
+
+def test_m6_is_registered_with_its_experiment():
+    assert CLAIMS["M6"].experiment == "m6_burst" and CLAIMS["M6"].judge is m6
+
+
+def test_m6_end_to_end_on_tiny_runs(cfg_factory, tmp_path):
+    """Every arm and seed of m6_burst for 33 steps, the burst at step 12: a valid verdict."""
+    for arm in ARMS:
+        name = {"stalled": "adam_eps_3e-2", "eps0": "adam_eps0", "atan2": "adam_atan2"}[arm]
+        for seed in (0, 1, 2):
+            train.run(cfg_factory("experiment=m6_burst", f"+arm/m6_burst={name}", f"seed={seed}", "train.steps=33",
+                                  "data.inject_at=[12]", "threads=1", results_dir=tmp_path))
+    runs = results.runs(tmp_path, experiment="m6_burst")
+    assert len(runs) == 9 and set(runs["status"]) == {"done"}
+    j = m6(results.load(tmp_path, experiment="m6_burst"), runs)
+    assert j.verdict in VERDICTS and j.seeds == [0, 1, 2] and np.isfinite(j.value), j.detail

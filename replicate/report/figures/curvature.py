@@ -15,7 +15,7 @@ from .selection import _first_spike_window, _layers, _of, episodes
 from .style import SPIKE, _legend_entries, _seeds, tight
 
 if TYPE_CHECKING:
-    from .. import Data
+    from .kinds import Data
 
 
 def _per_run(metrics: pd.DataFrame, names) -> dict[str, pd.DataFrame]:

@@ -14,7 +14,7 @@ from .selection import _layers, _of
 from .style import _legend_entries, _seeds, _thin, tight
 
 if TYPE_CHECKING:
-    from .. import Data
+    from .kinds import Data
 
 
 def fig_grad_rms(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, max_points: int = 600):

@@ -18,7 +18,7 @@ from .selection import _of
 from .style import _seeds, tight
 
 if TYPE_CHECKING:
-    from .. import Data
+    from .kinds import Data
 
 
 def spike_table(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str | None = None) -> pd.DataFrame:

@@ -44,12 +44,7 @@ from . import distributed, mitigations, results
 from .config import ConfigError, check_writable, validate
 from .data import build_data
 from .models import build_model
-from .optim import HyperparameterError, TransformOptimizer, make_schedule
-try:  # TEMP(lead): until optim.param_groups lands
-    from .optim import param_groups
-except ImportError:  # pragma: no cover
-    def param_groups(name, model):
-        return [{"params": list(model.parameters())}]
+from .optim import HyperparameterError, TransformOptimizer, make_schedule, param_groups
 from .precision import Precision
 from .probes import Probes, histogram_frame
 

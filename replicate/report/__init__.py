@@ -27,7 +27,6 @@ import sys
 import time
 import traceback
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -43,36 +42,10 @@ from .figures import (arm_labels, bench_table, episodes, fig_curvature, fig_grad
                       fig_loss_curves, fig_rms_lead, fig_spike_rates, fig_throughput, fig_update_histograms,
                       lighten_ticks, spike_table, varied_keys, SWEEP_KEYS, _natural_arms)
 from .figures import curvature, histograms, layers, loss, spike_rates  # the per-experiment figure families
-from .figures.kinds import Kind
+from .figures.kinds import Data, Kind
 
 DPI = 110
 MARGIN = 3.0  # inches drawn around a figure before it is cut to its ink (``_save``)
-
-
-@dataclass
-class Data:
-    """What one experiment's figures read: its runs, tidy metrics and histograms."""
-
-    root: Path
-    experiment: str
-    runs: pd.DataFrame
-    metrics: pd.DataFrame
-    hist: pd.DataFrame
-    _names: set = field(default_factory=set)
-    _eps: pd.DataFrame | None = None
-
-    @property
-    def eps(self) -> pd.DataFrame:
-        """The loss-spike episodes of every run (computed once, shared by the figures)."""
-        if self._eps is None:
-            self._eps = episodes(self.metrics[self.metrics["metric"] == "loss"]) if self.has("loss") else \
-                episodes(self.metrics.iloc[:0])
-        return self._eps
-
-    def has(self, prefix: str) -> bool:
-        if not self._names:
-            self._names = set(self.metrics["metric"].unique()) if not self.metrics.empty else {"-"}
-        return any(n == prefix or n.startswith(prefix + "/") for n in self._names)
 
 
 # The per-experiment figure kinds, in the page's order: each family module declares its own

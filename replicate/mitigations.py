@@ -124,56 +124,57 @@ def _one_line(name: str, e: Exception) -> MitigationError:
     return MitigationError(f"{where}: {str(e).splitlines()[0]}")
 
 
+def _named(name: str, piece: Callable) -> Callable:
+    """``piece`` with a bad option or a misfit (TypeError, ValueError, KeyError) turned into a
+    one-line MitigationError naming ``name``: for the places that act while a run is set up."""
+
+    @functools.wraps(piece)
+    def call(*args):
+        try:
+            return piece(*args)
+        except (TypeError, ValueError, KeyError) as e:
+            raise _one_line(name, e) from None
+
+    return call
+
+
+SETUP = ("model", "groups", "chain", "optimizer")  # the places that act before step 0
+
+
 @dataclass
 class Mitigations:
-    """The chosen mitigations, checked and grouped by place, in config order (``build``). One
-    method per place; the loop events are ``loop`` (with their names in ``loop_names``)."""
+    """The chosen mitigations, checked and grouped by place, in config order (``build``): one
+    method per place; the loop events are ``loop`` (named in ``loop_names``)."""
 
     chosen: dict[str, dict] = field(default_factory=dict)  # name -> its options
-    pieces: dict[str, list[tuple[str, Callable]]] = field(default_factory=dict)  # place -> [(name, piece)]
+    pieces: dict[str, list[Callable]] = field(default_factory=dict)  # place -> pieces, in config order
     loop: list[LoopEvent] = field(default_factory=list)
     loop_names: list[str] = field(default_factory=list)
 
     def needing_full_state(self) -> list[str]:
         return [n for n in self.chosen if MITIGATIONS[n].full_state]
 
-    def _each(self, place: str):
-        for name, piece in self.pieces.get(place, []):
-            yield name, piece
-
     def model(self, model: torch.nn.Module) -> None:
-        for name, piece in self._each("model"):
-            try:
-                piece(model)
-            except (TypeError, ValueError, KeyError) as e:
-                raise _one_line(name, e) from None
+        for f in self.pieces.get("model", []):
+            f(model)
 
     def groups(self, model: torch.nn.Module, groups: list[dict], lr: float) -> list[dict]:
-        for name, piece in self._each("groups"):
-            try:
-                groups = piece(model, groups, lr)
-            except (TypeError, ValueError, KeyError) as e:
-                raise _one_line(name, e) from None
+        for f in self.pieces.get("groups", []):
+            groups = f(model, groups, lr)
         return groups
 
     def chain(self, variant):
-        for name, piece in self._each("chain"):
-            try:
-                variant = piece(variant)
-            except (TypeError, ValueError, KeyError) as e:
-                raise _one_line(name, e) from None
+        for f in self.pieces.get("chain", []):
+            variant = f(variant)
         return variant
 
     def optimizer(self, model, data, opt) -> None:
-        for name, piece in self._each("optimizer"):
-            try:
-                piece(model, data, opt)
-            except (TypeError, ValueError, KeyError) as e:
-                raise _one_line(name, e) from None
+        for f in self.pieces.get("optimizer", []):
+            f(model, data, opt)
 
     def gradient(self, grads: list[torch.Tensor], grad_norm: torch.Tensor) -> None:
-        for _, piece in self._each("gradient"):
-            piece(grads, grad_norm)
+        for f in self.pieces.get("gradient", []):
+            f(grads, grad_norm)
 
     def state_dict(self) -> dict:
         return {name: ev.state_dict() for name, ev in zip(self.loop_names, self.loop)}
@@ -207,7 +208,7 @@ def build(cfg: Mapping | None) -> Mitigations:
             out.loop.append(piece)
             out.loop_names.append(name)
         else:
-            out.pieces.setdefault(m.place, []).append((name, piece))
+            out.pieces.setdefault(m.place, []).append(_named(name, piece) if m.place in SETUP else piece)
     return out
 
 

@@ -32,7 +32,7 @@ from .arms import (_NOT_ARMS, _SYMBOL, SWEEP_KEYS, _natural, _natural_arms, _sor
 from .selection import _first_spike_window, _layers, _of, episodes, layer_order  # noqa: F401
 from .kinds import Kind  # noqa: F401
 from .loss import fig_loss_curves  # noqa: F401
-from .spike_rates import _interval, _rate_heatmap, fig_spike_rates, spike_table  # noqa: F401
+from .spike_rates import _rate_heatmap, fig_spike_rates, spike_table  # noqa: F401
 from .histograms import fig_update_histograms  # noqa: F401
 from .layers import fig_grad_rms  # noqa: F401
 from .curvature import _aligned, _around_spikes, _per_run, fig_curvature, fig_rms_lead  # noqa: F401

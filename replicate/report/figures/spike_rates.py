@@ -12,6 +12,7 @@ import pandas as pd
 import seaborn as sns
 
 from ... import spikes
+from ...stats import mean_interval
 from .arms import _SYMBOL, SWEEP_KEYS, _natural, _value_label, arm_labels, varied_keys
 from .kinds import Kind
 from .selection import _of
@@ -31,14 +32,6 @@ def spike_table(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str | Non
         return pd.DataFrame()
     s = spikes.summarize(loss)
     return s.merge(_of(runs, experiment).drop(columns=["experiment", "seed", "status"]), on="run_id")
-
-
-def _interval(x: pd.Series) -> tuple[float, float, float]:
-    """Mean and 95% Student-t interval over seeds (NaN interval for one seed)."""
-    from ...stats import t_interval
-
-    lo, hi = t_interval(list(x))
-    return float(np.mean(x)), lo, hi
 
 
 def fig_spike_rates(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str):
@@ -81,7 +74,7 @@ def fig_spike_rates(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str):
     pos = {x: i for i, x in enumerate(order)}
     for h in heights.values():
         d = long[long["height"] == h]
-        stats = d.groupby("x")["rate"].apply(_interval)
+        stats = d.groupby("x")["rate"].apply(lambda r: mean_interval(list(r)))
         xs = [pos[x] + dodge[h] for x in stats.index]
         means = [s[0] for s in stats]
         err = np.array([[max(0.0, s[0] - s[1]) if np.isfinite(s[1]) else 0.0 for s in stats],

@@ -14,10 +14,29 @@ per workload × arm, sorted within a workload by spikes then final loss. Per run
 
 and per workload × arm (where an LR grid was run: experiments ``mitigations_lr`` and ``w2_qk_norm``)
 ``lr_sensitivity``, Wortsman et al. 2023 (arXiv 2309.14322): mean over a >= 5-point grid of
-min(final loss, loss at init) minus the best (replicate/sensitivity.py). Each metric's columns
-are ``<m>`` (mean over seeds), ``<m>_lo``, ``<m>_hi`` (95% t interval over seeds) and the table
-has ``seeds`` (the seeds averaged), ``diverged`` (runs that diverged), ``description`` (the arm
-file's first comment line).
+min(final loss, loss at init) minus the best (replicate/sensitivity.py). ``run_table`` also
+carries each run's ``n_steps`` (steps of its finite loss) and its episode counts ``n_spikes_h3`` /
+``_h10`` / ``_h100`` (recovered exactly from the rates: ``stats.count_of_rate``).
+
+Each metric's columns are ``<m>``, ``<m>_lo``, ``<m>_hi``, intervals 95%, that never leave the
+quantity's range (CLAIMS.md, "Spike definitions": never a t interval below 0):
+
+- spike rates: ``<m>`` is the rate pooled over seeds, 1000 × Σ episodes / Σ n_steps (the mean of
+  the seeds' rates when they ran equal steps; a diverged run counts the steps it ran), and
+  ``_lo``/``_hi`` the exact (Garwood) Poisson interval of the pooled count, scaled the same way
+  (``stats.rate_interval``; low end 0 at no episode). It treats the seeds as one Poisson process
+  with a common rate, so where seeds differ it is narrower than an interval over seeds. The
+  summary also has the pooled ``n_spikes_h*`` and ``n_steps``;
+- largest spike, steps to recover, final loss, LR sensitivity (all >= 0): the mean over seeds and
+  its Student-t interval over seeds clipped at 0 (``stats.mean_interval(..., bounds=(0, inf))``).
+  Why not a percentile bootstrap over seeds: with 3 seeds the bootstrap distribution of the mean
+  has an atom of 1/27 = 3.7% > 2.5% at each extreme, so its 95% interval is exactly the seeds'
+  [min, max], which covers even the median only 1 - 2/2^3 = 75% of the time; it would be reported
+  as 95% and is not. Clipping the t interval at 0 removes only values the mean cannot take, so it
+  keeps the t interval's coverage (approximate for skewed values such as the largest spike).
+
+The table also has ``seeds`` (the seeds averaged), ``diverged`` (runs that diverged),
+``description`` (the arm file's first comment line).
 
 ``write(root)`` writes ``<root>/leaderboard.md``; ``python -m replicate.leaderboard [root]`` does it
 (``make report`` calls it). The report draws the leaderboard figure from ``table(root)``.
@@ -34,13 +53,16 @@ import numpy as np
 import pandas as pd
 
 from . import results, sensitivity, spikes
-from .stats import mean_interval
+from .stats import count_of_rate, mean_interval, rate_interval
 
 EXPERIMENT = "mitigations"
 LR_EXPERIMENTS = ("mitigations", "mitigations_lr", "w2_qk_norm")  # runs that can form an LR grid
 ARMS = Path(__file__).resolve().parent.parent / "conf" / "arm" / "mitigations"
 METRICS = ("spikes_per_1k_h3", "spikes_per_1k_h10", "spikes_per_1k_h100", "largest_spike",
            "steps_to_recover", "final_loss")
+RATES = {"spikes_per_1k_h3": "n_spikes_h3", "spikes_per_1k_h10": "n_spikes_h10",
+         "spikes_per_1k_h100": "n_spikes_h100"}  # rate column -> its per-run episode count
+PER = 1000  # the rates are per 1k steps
 WORKLOAD_ORDER = {"mlp": 0, "gpt": 1}
 
 
@@ -48,28 +70,37 @@ def run_table(metrics: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """One row per run: run_id, workload (``model.name``), arm (``label``), seed, lr, status and
     the per-run metrics of the module docstring, plus init_loss."""
     if metrics.empty:
-        return pd.DataFrame(columns=["run_id", "workload", "arm", "seed", "lr", "status", *METRICS, "init_loss"])
+        return pd.DataFrame(columns=["run_id", "workload", "arm", "seed", "lr", "status", *METRICS, "init_loss",
+                                     "n_steps", *RATES.values()])
     s = spikes.summarize(metrics).rename(columns={"median_steps_to_recover": "steps_to_recover"})
     quiet = set(s.loc[~(s["largest_spike"] > 0), "run_id"])  # runs without an episode
     ratio = {rid: spikes.largest_ratio(g.sort_values("step")["value"].to_numpy(float))
              for rid, g in metrics[metrics["metric"] == "loss"].groupby("run_id") if rid in quiet}
     s["largest_spike"] = [h if h > 0 else ratio[rid] for rid, h in zip(s["run_id"], s["largest_spike"])]
+    for rate, count in RATES.items():  # the integer episode counts behind the rates (exact, or an error)
+        s[count] = [count_of_rate(r, n, PER) for r, n in zip(s[rate], s["n_steps"])]
     s = s.merge(sensitivity.run_losses(metrics).drop(columns="seed"), on="run_id")
     info = runs[["run_id", "model.name", "label", "optimizer.lr"]].rename(
         columns={"model.name": "workload", "label": "arm", "optimizer.lr": "lr"})
     s = s.drop(columns=["experiment", "status"]).merge(info.assign(status=runs["status"].to_numpy()), on="run_id")
-    return s[["run_id", "workload", "arm", "seed", "lr", "status", *METRICS, "init_loss"]]
+    return s[["run_id", "workload", "arm", "seed", "lr", "status", *METRICS, "init_loss", "n_steps", *RATES.values()]]
 
 
 def _interval(x: pd.Series) -> tuple[float, float, float]:
-    """Mean over seeds and its t interval; (inf, NaN, NaN) when a run diverged (an infinite value)."""
+    """Mean over seeds and its t interval clipped at 0 (every such metric is >= 0; the module
+    docstring says why not a bootstrap); (inf, NaN, NaN) when a run diverged (an infinite value)."""
     v = x.to_numpy(float)
     fin = v[np.isfinite(v)]
     if len(v) and len(fin) < len(v) and np.any(np.isinf(v)):
         return float("inf"), float("nan"), float("nan")
     if not len(fin):
         return float("nan"), float("nan"), float("nan")
-    return mean_interval(fin)
+    return mean_interval(fin, bounds=(0.0, math.inf))
+
+
+def _pooled_rate(g: pd.DataFrame, count: str) -> tuple[float, float, float]:
+    """The rate per 1k steps pooled over the seeds of ``g`` and its exact Poisson interval."""
+    return rate_interval(g[count].to_numpy(float), g["n_steps"].to_numpy(float), per=PER)
 
 
 def describe(workload: str, arm: str) -> str:
@@ -86,14 +117,19 @@ def describe(workload: str, arm: str) -> str:
 def summarize(per_run: pd.DataFrame, sens: pd.DataFrame | None = None) -> pd.DataFrame:
     """The leaderboard from ``run_table`` rows of the leaderboard runs (one lr per arm) and an
     optional ``sensitivity.table(..., by=["workload", "arm"])``: one row per workload × arm, sorted
-    by workload, then spikes (> 3x), then final loss."""
+    by workload, then the pooled spike rate (> 3x), then final loss (intervals: module docstring)."""
     rows = []
     for (workload, arm), g in per_run.groupby(["workload", "arm"], sort=False):
         row = {"workload": workload, "arm": arm, "description": describe(workload, arm),
                "lr": float(g["lr"].iloc[0]), "seeds": sorted(int(s) for s in g["seed"]),
                "diverged": int((g["status"] == "diverged").sum())}
+        row["n_steps"] = int(g["n_steps"].sum())
         for m in METRICS:
-            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = _interval(g[m])
+            if m in RATES:
+                row[m], row[f"{m}_lo"], row[f"{m}_hi"] = _pooled_rate(g, RATES[m])
+                row[RATES[m]] = int(g[RATES[m]].sum())
+            else:
+                row[m], row[f"{m}_lo"], row[f"{m}_hi"] = _interval(g[m])
         row["lr_sensitivity"] = row["lr_sensitivity_lo"] = row["lr_sensitivity_hi"] = float("nan")
         row["lr_seeds"] = []
         if sens is not None and not sens.empty:
@@ -144,13 +180,27 @@ def markdown(board: pd.DataFrame) -> str:
     lines = ["# Mitigation leaderboard", "",
              "Generated by `python -m replicate.leaderboard` (`make report`) from the runs of "
              "`conf/experiment/mitigations.yaml` (and, for the LR sensitivity, `mitigations_lr` and "
-             "`w2_qk_norm`). No verdicts: a comparison on two small spiking workloads. Each cell: mean "
-             "over seeds [95% t interval]. Spikes: episodes per 1k steps with loss > 3x (10x, 100x) the "
-             "median of the previous 100 steps; largest: the tallest spike's ratio; recover: median steps "
-             "from a peak back to 1.2x the pre-spike baseline; final: median loss of the last 5% of steps; "
-             "LR sens.: mean over a 5-point LR grid of min(final loss, initial loss) minus the best "
-             "(Wortsman et al. 2023), only for the arms with a grid. Sorted by spikes (> 3x), then final loss.",
-             ""]
+             "`w2_qk_norm`). No verdicts: a comparison on two small spiking workloads. Each cell: value "
+             "[95% interval]; no interval leaves the quantity's range.", "",
+             "- **Spikes** (>3x, >10x, >100x /1k): episodes with loss > 3x (10x, 100x) the median of the "
+             "previous 100 steps. The value is the rate pooled over the seeds, 1000 × (episodes summed over "
+             "the seeds) / (steps summed over the seeds; a diverged seed counts the steps it ran), which is "
+             "the mean of the seeds' rates when they ran equal steps. The interval is the exact (Garwood) "
+             "Poisson 95% interval of the pooled episode count, scaled the same way: never below 0, "
+             "[0, 3.69 × 1000 / steps] with no episode. It treats the seeds as one Poisson process with a "
+             "common rate, so where the seeds' rates differ it is narrower than an interval over seeds.",
+             "- **Largest** (the tallest spike's ratio to its baseline; without an episode the largest "
+             "loss / median ratio), **recover** (median steps from a peak back to 1.2x the pre-spike "
+             "baseline, over the seeds with a recovered spike), **final loss** (median loss of the last 5% "
+             "of steps) and **LR sens.** (mean over a 5-point LR grid of min(final loss, initial loss) "
+             "minus the best, Wortsman et al. 2023; only the arms with a grid): the mean over seeds with "
+             "its 95% Student-t interval over seeds, clipped at 0 (none of them can be negative; clipping "
+             "removes only impossible values, so the coverage is the t interval's, approximate for skewed "
+             "values such as the largest spike). Not a bootstrap: with 3 seeds a 95% percentile bootstrap "
+             "of the mean is exactly the seeds' min to max, which covers even the median only 75% of the "
+             "time. With 3 seeds t(0.975; 2) = 4.30, so these intervals are wide; a value without an "
+             "interval comes from one seed; `diverged`: a seed diverged (its final loss is infinite).",
+             "- Sorted by the pooled spike rate (> 3x), then final loss.", ""]
     if board.empty:
         return "\n".join(lines + ["No runs of experiment `mitigations` yet: `make replicate CLAIMS=mitigations`.", ""])
     for workload, g in board.groupby("workload", sort=False):

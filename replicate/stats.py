@@ -10,6 +10,8 @@ the data cannot give one (fewer than 2 values for an interval over seeds).
 - ``wilson_interval``: Wilson score interval of a proportion k/n;
 - ``poisson_interval``: exact (Garwood) interval of a Poisson count k, or of a rate k/exposure;
   it never leaves [0, inf) (CLAIMS.md: spike rates get intervals that cannot leave their range);
+  ``rate_interval``: a rate pooled over seeds (pooled count / pooled exposure) with that interval;
+  ``count_of_rate``: the integer count behind a rate (``spikes.rates`` reports rates);
 - ``spearman``: Spearman's rho (0 when one side does not vary); ``auroc``: area under the ROC
   curve by the Mann-Whitney U statistic.
 
@@ -83,6 +85,53 @@ def poisson_interval(k: int, exposure: float = 1.0, conf: float = 0.95) -> tuple
     lo = float(chi2.ppf(alpha / 2, 2 * k) / 2) if k > 0 else 0.0
     hi = float(chi2.ppf(1 - alpha / 2, 2 * k + 2) / 2)
     return lo / exposure, hi / exposure
+
+
+def count_of_rate(rate: float, exposure: float, per: float = 1000) -> int:
+    """The integer count k behind ``rate`` = k · per / exposure (as ``spikes.rates`` computes it),
+    recovered as round(rate · exposure / per); 0 for zero exposure (no steps, no events). Raises
+    ValueError when the product is not within 1e-6 of an integer (the rate was not a count over
+    ``exposure``), so a count is never silently rounded from something else."""
+    if exposure == 0:
+        return 0
+    x = float(rate) * float(exposure) / float(per)
+    if not math.isfinite(x) or x < -1e-6 or abs(x - round(x)) > 1e-6:
+        raise ValueError(f"rate {rate!r} over {exposure!r} steps (per {per:g}) is not a count: {x!r}")
+    return int(round(x))
+
+
+def rate_interval(counts: Iterable[float], exposures: Iterable[float], per: float = 1000,
+                  conf: float = 0.95) -> tuple[float, float, float]:
+    """(rate, low, high) of events pooled over seeds: seed i saw ``counts[i]`` events in
+    ``exposures[i]`` steps; with K = Σ k_i and E = Σ E_i,
+
+        rate = per · K / E,   [low, high] = per · [χ²(α/2; 2K) / 2,  χ²(1-α/2; 2K+2) / 2] / E,
+
+    α = 1 - conf: the exact (Garwood) Poisson interval of the pooled count K (``poisson_interval``)
+    scaled like the rate. The low end is 0 at K = 0 (the high end per · 3.689 / E at 95%), and it
+    never goes below 0. (NaN, NaN, NaN) when E = 0 (no steps at all).
+
+    Pooling assumes the seeds share one rate and that events are independent (a Poisson process):
+    the interval is for that common rate. Where seeds really differ (over-dispersion, clustered
+    spikes) it is narrower than an interval over seeds would be. Counts must be non-negative
+    integers (an integral float is accepted) and exposures finite and >= 0; a run with zero
+    exposure must have a zero count."""
+    k = [float(c) for c in counts]
+    e = [float(x) for x in exposures]
+    if len(k) != len(e):
+        raise ValueError(f"{len(k)} counts but {len(e)} exposures")
+    for c, x in zip(k, e):
+        if not (math.isfinite(c) and c >= 0 and c == int(c)):
+            raise ValueError(f"a count must be a non-negative integer, got {c!r}")
+        if not (math.isfinite(x) and x >= 0):
+            raise ValueError(f"an exposure must be finite and >= 0, got {x!r}")
+        if x == 0 and c > 0:
+            raise ValueError(f"{c:g} events in zero steps")
+    total_k, total_e = int(sum(k)), sum(e)
+    if total_e == 0:
+        return math.nan, math.nan, math.nan
+    lo, hi = poisson_interval(total_k, total_e / per, conf=conf)
+    return per * total_k / total_e, lo, hi
 
 
 def spearman(x, y) -> float:

@@ -79,6 +79,9 @@ def test_run_table_counts_planted_spikes_by_height_their_size_and_recovery():
     assert t.loc["f", "spikes_per_1k_h3"] == 0 and math.isnan(t.loc["f", "steps_to_recover"])
     assert 1.0 < t.loc["f", "largest_spike"] < 1.05  # no episode: the largest loss / running median
     assert t.loc["r", "final_loss"] == 1.0 and t.loc["r", "init_loss"] == 1.0
+    # the integer counts behind the rates, and the steps they are over
+    assert t.loc["r", "n_steps"] == 1000 and t.loc["r", "n_spikes_h3"] == 2 and t.loc["q", "n_spikes_h100"] == 1
+    assert t.loc["f", "n_spikes_h3"] == 0 and t["n_spikes_h10"].dtype.kind == "i"
     assert list(t["workload"].unique()) == ["mlp"]
 
 
@@ -102,6 +105,84 @@ def test_ranking_is_by_spikes_then_final_loss_with_intervals_over_seeds():
     assert row["final_loss"] == pytest.approx(1.1) and row["final_loss_lo"] < 1.1 < row["final_loss_hi"]
     assert row["seeds"] == [0, 1, 2] and row["spikes_per_1k_h3"] == 0
     assert board.set_index("arm").loc["spiky", "spikes_per_1k_h3"] == 3
+
+
+def test_spike_rates_are_pooled_over_seeds_with_the_exact_poisson_interval():
+    from replicate.stats import poisson_interval
+
+    per_run = _board({"spiky": lambda s: planted(at=(200, 400, 600 + s)), "calm": lambda s: flat(level=1.0 + 0.1 * s)})
+    board = leaderboard.summarize(per_run).set_index("arm")
+    spiky, calm = board.loc["spiky"], board.loc["calm"]
+    # 9 episodes in 3000 steps: 3 per 1k, interval = Garwood(9) per 3 thousand steps
+    assert spiky["n_spikes_h3"] == 9 and spiky["n_steps"] == 3000
+    assert (spiky["spikes_per_1k_h3"], spiky["spikes_per_1k_h3_lo"], spiky["spikes_per_1k_h3_hi"]) == \
+        pytest.approx((3.0, *(x / 3 for x in poisson_interval(9))))
+    assert spiky["spikes_per_1k_h3_lo"] < 3.0 < spiky["spikes_per_1k_h3_hi"]  # equal seeds: not a zero-width interval
+    # no spike in 3000 steps: [0, 3.689 / 3] per 1k, never below 0
+    assert calm["spikes_per_1k_h3"] == 0 and calm["spikes_per_1k_h3_lo"] == 0.0
+    assert calm["spikes_per_1k_h3_hi"] == pytest.approx(3.689 / 3, abs=1e-3)
+
+
+def test_other_metrics_get_the_t_interval_clipped_at_zero():
+    per_run = _board({"a": lambda s: flat(level=(1e-3, 1e-3, 0.5)[s])})
+    row = leaderboard.summarize(per_run).iloc[0]
+    assert row["final_loss"] == pytest.approx((2e-3 + 0.5) / 3)
+    assert row["final_loss_lo"] == 0.0 and row["final_loss_hi"] > 0.5  # the plain t interval starts below 0
+    from replicate.stats import t_interval
+    assert t_interval([1e-3, 1e-3, 0.5])[0] < 0 and row["final_loss_hi"] == pytest.approx(t_interval([1e-3, 1e-3, 0.5])[1])
+
+
+def test_one_seed_gives_a_rate_interval_and_no_interval_over_seeds():
+    row = leaderboard.summarize(_board({"a": lambda s: planted(at=(300,))}, n_seeds=1)).iloc[0]
+    assert row["seeds"] == [0] and row["spikes_per_1k_h3"] == 1.0 and 0 < row["spikes_per_1k_h3_lo"] < 1.0
+    assert math.isnan(row["final_loss_lo"]) and math.isnan(row["largest_spike_hi"])
+    page = leaderboard.markdown(leaderboard.summarize(_board({"a": lambda s: planted(at=(300,))}, n_seeds=1)))
+    assert "| 1 [0.0253, 5.57] |" in page  # the pooled rate's interval; final loss without one
+
+
+def test_the_pooled_rate_counts_a_diverged_seed_over_the_steps_it_ran_and_can_reorder_arms():
+    """Seed 1 of ``short`` diverges at step 250 after one spike (4 per 1k over its steps): the mean
+    of the seeds' rates is (1 + 4) / 2 = 2.5 > ``steady``'s 2, the pooled rate 2 / 1.25k = 1.6 < 2."""
+    def short(s):
+        x = planted(at=(300,) if s == 0 else (100,))
+        if s == 1:
+            x[250:] = np.nan
+        return x
+
+    per_run = _board({"steady": lambda s: planted(at=(300, 600)), "short": short}, n_seeds=2,
+                     status={"short-1": "diverged"})
+    board = leaderboard.summarize(per_run).set_index("arm")
+    assert per_run.groupby("arm")["spikes_per_1k_h3"].mean().to_dict() == pytest.approx({"short": 2.5, "steady": 2.0})
+    assert board.loc["short", "spikes_per_1k_h3"] == pytest.approx(1.6) and board.loc["short", "n_steps"] == 1250
+    assert list(board.index) == ["short", "steady"]
+    assert board.loc["short", "final_loss"] == math.inf and board.loc["short", "diverged"] == 1
+
+
+def test_a_run_without_a_finite_step_adds_no_steps_and_no_spikes():
+    def run(s):
+        return planted(at=(300,)) if s == 0 else np.full(1000, np.nan)
+
+    per_run = _board({"a": run}, n_seeds=2, status={"a-1": "diverged"})
+    assert per_run.set_index("seed").loc[1, "n_steps"] == 0 and per_run.set_index("seed").loc[1, "n_spikes_h3"] == 0
+    row = leaderboard.summarize(per_run).iloc[0]
+    assert row["spikes_per_1k_h3"] == 1.0 and row["n_steps"] == 1000
+
+
+def test_the_page_says_what_each_interval_is_and_none_goes_below_zero():
+    import re
+
+    per_run = _board({"spiky": lambda s: planted(at=(200, 400 + 100 * s), height=10.0 + 200 * s),
+                      "calm": lambda s: flat(level=(1e-3, 1e-3, 0.5)[s])})
+    page = leaderboard.markdown(leaderboard.summarize(per_run))
+    for words in ("rate pooled over the seeds", "exact (Garwood) Poisson 95% interval", "common rate",
+                  "95% Student-t interval over seeds, clipped at 0", "Not a bootstrap", "min to max",
+                  "Sorted by the pooled spike rate"):
+        assert words in page, words
+    assert "t interval]" not in page  # the old "mean over seeds [95% t interval]"
+    cells = re.findall(r"(\S+) \[(\S+), (\S+)\]", page)
+    assert len(cells) > 10
+    for v, lo, hi in cells:
+        assert 0.0 <= float(lo) <= float(v) <= float(hi), (v, lo, hi)
 
 
 def test_a_diverged_seed_shows_as_diverged_not_as_a_number():

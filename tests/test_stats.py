@@ -1,4 +1,4 @@
-"""replicate.stats: the intervals (t, bootstrap, Wilson, exact Poisson), mean_interval, Spearman, AUROC."""
+"""replicate.stats: the intervals (t, bootstrap, Wilson, exact Poisson, pooled rates), mean_interval, Spearman, AUROC."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from replicate.stats import (auroc, bootstrap_interval, mean_interval, poisson_interval, spearman, t_interval,
-                             wilson_interval)
+from replicate.stats import (auroc, bootstrap_interval, count_of_rate, mean_interval, poisson_interval,
+                             rate_interval, spearman, t_interval, wilson_interval)
 
 
 def test_t_interval_known_value_and_too_few_values():
@@ -64,6 +64,79 @@ def test_poisson_interval_covers_at_its_level():
         pmf = sps.poisson.pmf(ks, mu)
         covered = sum(p for k, p in zip(ks, pmf) if poisson_interval(int(k))[0] <= mu <= poisson_interval(int(k))[1])
         assert covered >= 0.95
+
+
+def test_rate_interval_pools_counts_and_exposures():
+    # 2 + 3 + 1 = 6 spikes in 3 x 1000 steps: 2 per 1k, the Garwood interval of 6 over 3 (thousand steps)
+    rate, lo, hi = rate_interval([2, 3, 1], [1000, 1000, 1000])
+    assert rate == pytest.approx(2.0)
+    assert (lo, hi) == pytest.approx(tuple(x / 3 for x in poisson_interval(6)))
+    assert (lo, hi) == pytest.approx((2.2019 / 3, 13.0594 / 3), abs=1e-4)
+    # unequal exposures: the pooled rate, not the mean of the seeds' rates (a seed that ran 200 steps)
+    rate, lo, hi = rate_interval([2, 1], [1000, 200], per=1000)
+    assert rate == pytest.approx(3 / 1.2) and rate != pytest.approx((2 + 5) / 2)
+    assert (lo, hi) == pytest.approx(tuple(x / 1.2 for x in poisson_interval(3)))
+    assert rate_interval([2, 3], [100, 100], per=100)[0] == pytest.approx(2.5)  # another unit
+    assert rate_interval([5], [1000], conf=0.99)[2] > rate_interval([5], [1000])[2]
+
+
+def test_rate_interval_at_zero_counts_starts_at_zero_and_shrinks_with_exposure():
+    rate, lo, hi = rate_interval([0, 0, 0], [1000, 1000, 1000])
+    assert rate == 0.0 and lo == 0.0 and hi == pytest.approx(3.689 / 3, abs=1e-3)  # -ln(0.025) per 3k steps
+    assert rate_interval([0], [10_000])[2] < hi  # more steps, a tighter bound
+
+
+def test_rate_interval_with_one_seed_is_that_seeds_exact_interval():
+    rate, lo, hi = rate_interval([7], [2000])
+    assert rate == pytest.approx(3.5) and (lo, hi) == pytest.approx(tuple(x / 2 for x in poisson_interval(7)))
+    assert 0 < lo < rate < hi  # one seed still has an interval (unlike one over seeds)
+
+
+def test_rate_interval_with_a_run_of_zero_steps():
+    # a run with no finite step adds nothing; all runs empty: no rate, no interval
+    assert rate_interval([4, 0], [1000, 0]) == rate_interval([4], [1000])
+    assert all(math.isnan(v) for v in rate_interval([0, 0], [0, 0]))
+    assert all(math.isnan(v) for v in rate_interval([], []))
+    with pytest.raises(ValueError, match="zero steps"):
+        rate_interval([1], [0])
+
+
+def test_rate_interval_with_all_equal_seeds_is_not_zero_width():
+    """Equal rates over seeds give a t interval of width 0; the pooled count still has an interval."""
+    assert mean_interval([1.0, 1.0, 1.0], bounds=(0, math.inf)) == (1.0, 1.0, 1.0)
+    rate, lo, hi = rate_interval([1, 1, 1], [1000, 1000, 1000])
+    assert rate == pytest.approx(1.0) and 0 < lo < 1.0 < hi
+    assert (lo, hi) == pytest.approx((0.6187 / 3, 8.7673 / 3), abs=1e-4)
+
+
+def test_rate_interval_refuses_what_is_not_a_count():
+    for counts, steps in (([1.5], [1000]), ([-1], [1000]), ([float("nan")], [1000]), ([1], [float("inf")]),
+                          ([1], [-5]), ([1, 2], [1000])):
+        with pytest.raises(ValueError):
+            rate_interval(counts, steps)
+
+
+def test_rate_interval_is_inside_its_range_for_every_pooled_count():
+    for k in range(0, 80):
+        rate, lo, hi = rate_interval([k, 0, 0], [900, 1000, 1100])
+        assert 0.0 <= lo <= rate <= hi < math.inf
+
+
+def test_count_of_rate_recovers_the_integer_exactly():
+    for n in (1, 7, 333, 999, 1000, 4096, 123457):
+        for k in range(0, 60):
+            assert count_of_rate(k * (1000 / n), n) == k  # as spikes.rates computes a rate
+    assert count_of_rate(float("nan"), 0) == 0  # no steps: no spikes (spikes.rates gives NaN there)
+    with pytest.raises(ValueError):
+        count_of_rate(2.5, 1000)  # 0.0025 spikes: not a count
+    with pytest.raises(ValueError):
+        count_of_rate(float("nan"), 1000)
+
+
+def test_bootstrap_of_three_seeds_is_their_min_to_max():
+    """Why the leaderboard does not use it for the seeds' means: with 3 seeds the 95% percentile
+    bootstrap is the seeds' range (each extreme is an atom of 1/27 > 2.5%)."""
+    assert bootstrap_interval([0.2, 1.0, 7.0]) == pytest.approx((0.2, 7.0), rel=1e-12)
 
 
 def test_spearman_is_zero_for_a_flat_series_and_nan_for_one_point():

@@ -9,13 +9,18 @@ import seaborn as sns
 
 from .style import _legend_entries, _seeds, tight
 
-LEADERBOARD_PANELS = (("spikes_per_1k_h3", "spikes per 1k steps (> 3× median of previous 100)", False),
-                      ("final_loss", "final loss (median of the last 5% of steps; log)", True))
+# (column, x label, log x, what the dot and bar are: replicate/leaderboard.py's intervals)
+LEADERBOARD_PANELS = (("spikes_per_1k_h3", "spikes per 1k steps (> 3× median of previous 100)", False,
+                       "spikes: rate pooled over seeds, exact Poisson 95% interval"),
+                      ("final_loss", "final loss (median of the last 5% of steps; log)", True,
+                       "final loss: mean over seeds, 95% t interval clipped at 0"))
 
 
 def fig_leaderboard(table: pd.DataFrame, title: str = "mitigations"):
-    """Per workload, spikes per 1k steps and final loss per mitigation arm, mean with its 95% t
-    interval over seeds, in the table's order (fewest spikes first)."""
+    """Per workload, spikes per 1k steps and final loss per mitigation arm with the table's 95%
+    intervals (``replicate.leaderboard``: the spike rate pooled over seeds with the exact Poisson
+    interval of the pooled count; the final loss's mean over seeds with its t interval clipped at
+    0), in the table's order (fewest spikes first)."""
     if table is None or table.empty or "arm" not in table.columns:
         return None
     panels = [p for p in LEADERBOARD_PANELS if p[0] in table.columns]
@@ -34,14 +39,14 @@ def fig_leaderboard(table: pd.DataFrame, title: str = "mitigations"):
         seeds = t["seeds"].map(lambda s: len(s) if isinstance(s, (list, tuple)) else s)
         n_seeds.update(int(x) for x in seeds.dropna())
         y = np.arange(len(t))
-        for j, (m, xlabel, logx) in enumerate(panels):
+        for j, (m, xlabel, logx, what) in enumerate(panels):
             ax = axes[i][j]
             v = t[m].astype(float).replace([np.inf, -np.inf], np.nan)
             lo = t.get(f"{m}_lo", v).astype(float).replace([np.inf, -np.inf], np.nan)
             hi = t.get(f"{m}_hi", v).astype(float).replace([np.inf, -np.inf], np.nan)
             err = np.array([(v - lo).clip(lower=0).fillna(0), (hi - v).clip(lower=0).fillna(0)])
             ax.errorbar(v, y, xerr=err, fmt="o", ms=4, color=colour[j], capsize=2.5, lw=1,
-                        label="mean, 95% t interval over seeds")
+                        label=what)
             base = t.index[t["arm"] == "adam"]
             if len(base) and np.isfinite(v[base[0]]):
                 ax.axvline(v[base[0]], color="0.4", ls="--", lw=0.9, label="plain Adam (the baseline arm)")

@@ -33,7 +33,3 @@ from __future__ import annotations
 from .registry import (CLAIMS, GPU, VERDICTS, Claim, Judgement, Verdict, _load_modules, _order,  # noqa: F401
                        claim, evaluate, pending)
 from .verdicts import MIN_SEEDS, fraction_of_seeds  # noqa: F401
-
-# Transitional: replicate/report/figures/spike_rates.py still does ``from ...claims import t_interval``
-# (not this module's file to edit); its home is replicate.stats. Drop this line once that import moved.
-from ..stats import t_interval  # noqa: F401,E402

@@ -11,6 +11,10 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 RESULTS ?= results
 TIER ?= cpu
 CLAIMS ?=
+# make replicate SEEDS=10,11,12: every sweep with these seeds instead of its own (0,1,2), into the same
+# results/runs, and the held-out scorecard results/heldout/scorecard.{json,md}; results/scorecard.*
+# stays judged on seeds 0,1,2, with the held-out verdicts beside (unstable where they differ)
+SEEDS ?=
 # the gpu tier runs one run at a time on the one GPU (tokens/s and MFU are measured per run)
 LAUNCHER ?= joblib
 # make replicate: JOBS experiments side by side, each sweep in-process (one GPU: one at a time)
@@ -35,15 +39,15 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed  ## create .venv and install the suite (done by every target on first use)
 
-replicate: $(VENV)/.installed  ## every claim of TIER (cpu) or CLAIMS=m8,b1, JOBS experiments at once, then the report
+replicate: $(VENV)/.installed  ## every claim of TIER (cpu) or CLAIMS=m8,b1, JOBS experiments at once, then the report [SEEDS=10,11,12: held-out seeds]
 	$(PY) -m replicate.suite --tier $(TIER) --claims '$(CLAIMS)' --jobs $(JOBS) --results-dir $(RESULTS) \
-	  --launcher $(REPLICATE_LAUNCHER) -- $(ARGS)
+	  --launcher $(REPLICATE_LAUNCHER) --seeds '$(SEEDS)' -- $(ARGS)
 	@$(MAKE) --no-print-directory report
 
 test: $(VENV)/.installed  ## the test suite
 	$(PY) -m pytest -q tests
 
-report: $(VENV)/.installed  ## scorecard, leaderboard, figures and results/report/index.html from the raw runs in results/runs, no training
+report: $(VENV)/.installed  ## scorecard (seeds 0,1,2; held-out column from results/heldout/), leaderboard, figures and results/report/index.html from the raw runs in results/runs, no training
 	$(PY) -m replicate.report --tables $(RESULTS)
 
 bench: $(VENV)/.installed  ## benchmarks (pytest-benchmark): JSON under results/bench/<device>.json [ARGS="-k adam"]

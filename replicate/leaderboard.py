@@ -150,14 +150,14 @@ def table(root: Path | str = "results") -> pd.DataFrame:
     """The leaderboard of the runs under ``root``: one row per workload × arm (see the module
     docstring for the columns); empty when experiment ``mitigations`` has no finished runs."""
     frames = {}
-    for exp in LR_EXPERIMENTS:
-        r = results.runs(root, experiment=exp)
+    for exp in LR_EXPERIMENTS:  # the primary seeds only: held-out runs in the same folder never mix in
+        r = results.runs(root, experiment=exp, seeds=results.PRIMARY_SEEDS)
         if r.empty:
             continue
         r = r[r["status"].isin(results.FINISHED)]
         if r.empty or "label" not in r:
             continue
-        m = results.load(root, experiment=exp, metrics=["loss"])
+        m = results.load(root, experiment=exp, metrics=["loss"], seeds=results.PRIMARY_SEEDS)
         frames[exp] = run_table(m, r)
     if EXPERIMENT not in frames:
         return pd.DataFrame()

@@ -14,6 +14,11 @@ Every file is written to a temporary name in the same folder and renamed into pl
 process leaves either the old file or the new one, never half of one. ``load()`` and ``runs()`` read
 only this layout; a folder they cannot read is reported with a warning and skipped.
 
+Seeds: ``PRIMARY_SEEDS`` (0, 1, 2) make the committed scorecard, leaderboard and figures;
+``HELDOUT_SEEDS`` (10, 11, 12) its held-out column (``make replicate SEEDS=10,11,12``). Both live
+side by side under ``runs/`` (the seed is part of the hashed config); ``runs()``, ``load()`` and
+``load_histograms()`` take ``seeds=`` to read one set.
+
 Statuses: ``running`` (started, not finished: resumed by the next launch), ``done``, ``diverged``
 (the loss became non-finite; its metrics up to then are kept) and ``failed`` (an exception; retried
 by the next launch).
@@ -33,6 +38,10 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 FINISHED = ("done", "diverged")
+# The seeds of the committed scorecard, leaderboard and figures, and the project's held-out set: a
+# verdict that differs between the two is marked unstable (replicate/scorecard.py).
+PRIMARY_SEEDS = (0, 1, 2)
+HELDOUT_SEEDS = (10, 11, 12)
 # Keys that do not change what a run computes: changing them must not start a new run.
 # how a run is split over processes (world size, ZeRO-1, micro-batches) and compiled leaves its
 # numbers equal up to float rounding: not hashed, so a run resumes under another split
@@ -145,27 +154,70 @@ def _read_run(path: Path) -> tuple[dict, dict] | None:
         return None
 
 
-def require_runs(root: Path | str) -> None:
-    """Exit with one line when ``root/runs`` holds no run: the scorecard, leaderboard and report
-    are built from raw runs, which git does not keep (a fresh clone has the committed outputs
-    only), and rebuilding them from nothing would overwrite those with "not run"."""
+def parse_seeds(text: str | Iterable[int] | None) -> tuple[int, ...] | None:
+    """``"10,11,12"`` (or ints) -> ``(10, 11, 12)``, sorted and without repeats; None or empty -> None."""
+    if text is None:
+        return None
+    items = [x.strip() for x in text.split(",")] if isinstance(text, str) else list(text)
+    try:
+        seeds = sorted({int(x) for x in items if x != ""})
+    except (TypeError, ValueError):
+        raise ValueError(f"seeds must be integers separated by commas, e.g. 10,11,12 (got {text!r})") from None
+    return tuple(seeds) or None
+
+
+def _wanted(seeds: Iterable[int] | None) -> set[int] | None:
+    return None if seeds is None else {int(s) for s in seeds}
+
+
+def _has_seed(manifest: Mapping, wanted: set[int] | None) -> bool:
+    if wanted is None:
+        return True
+    seed = manifest.get("seed")
+    return seed is not None and int(seed) in wanted
+
+
+def require_runs(root: Path | str, seeds: Iterable[int] | None = PRIMARY_SEEDS) -> None:
+    """Exit with one line when ``root/runs`` holds no run of ``seeds`` (default ``PRIMARY_SEEDS``;
+    None: any seed): the scorecard, leaderboard and report are built from raw runs, which git does
+    not keep (a fresh clone has the committed outputs only), and rebuilding them from nothing, or
+    from held-out runs alone, would overwrite those with "not run"."""
     root = Path(root)
-    if next(iter(_run_dirs(root)), None) is None:
-        raise SystemExit(f"error: no runs under {root / 'runs'}: nothing to build from, so nothing was written "
-                         f"(the scorecard, leaderboard and report already in {root} are kept). `make replicate` "
-                         "runs the experiments (deterministic: the committed numbers come back) and then the report.")
+    wanted = _wanted(seeds)
+    dirs = list(_run_dirs(root))
+    if any(_has_seed(m, wanted) for m in map(_manifest_or_none, dirs) if m is not None):
+        return
+    kept = (f"nothing to build from, so nothing was written (the scorecard, leaderboard and report already in "
+            f"{root} are kept). `make replicate` runs the experiments (deterministic: the committed numbers come "
+            "back) and then the report.")
+    if not dirs:
+        raise SystemExit(f"error: no runs under {root / 'runs'}: {kept}")
+    raise SystemExit(f"error: no runs under {root / 'runs'} of seeds {','.join(map(str, sorted(wanted)))} (the "
+                     f"committed scorecard's; the runs there are of other seeds): {kept}")
 
 
-def runs(root: Path | str = "results", experiment: str | None = None) -> pd.DataFrame:
+def _manifest_or_none(path: Path) -> dict | None:
+    try:
+        return read_manifest(path)
+    except Exception:
+        return None
+
+
+def runs(root: Path | str = "results", experiment: str | None = None,
+         seeds: Iterable[int] | None = None) -> pd.DataFrame:
     """One row per run: run_id, experiment, seed, status, wall_time_s, path, then the flattened
-    config (dotted keys such as ``optimizer.b2``)."""
+    config (dotted keys such as ``optimizer.b2``). ``seeds``: only the runs of those seeds (e.g.
+    ``PRIMARY_SEEDS``); None: every seed."""
     rows = []
+    wanted = _wanted(seeds)
     for path in _run_dirs(Path(root), experiment):
         read = _read_run(path)
         if read is None:
             continue
         manifest, cfg = read
         if experiment is not None and manifest.get("experiment") != experiment:
+            continue
+        if not _has_seed(manifest, wanted):
             continue
         row = {
             "run_id": manifest.get("run_id", path.name),
@@ -183,13 +235,14 @@ def runs(root: Path | str = "results", experiment: str | None = None) -> pd.Data
 
 
 def load(
-    root: Path | str = "results", experiment: str | None = None, metrics: Iterable[str] | None = None
+    root: Path | str = "results", experiment: str | None = None, metrics: Iterable[str] | None = None,
+    seeds: Iterable[int] | None = None,
 ) -> pd.DataFrame:
     """All finished runs' metrics as one tidy frame: run_id, experiment, seed, status, step, metric,
-    value. Join with ``runs(root)`` on run_id for the config."""
+    value. Join with ``runs(root)`` on run_id for the config. ``seeds``: as in ``runs``."""
     frames = []
     wanted = set(metrics) if metrics is not None else None
-    for _, r in runs(root, experiment).iterrows():
+    for _, r in runs(root, experiment, seeds=seeds).iterrows():
         if r["status"] not in FINISHED:
             continue
         try:
@@ -211,12 +264,14 @@ def load(
     return pd.concat(frames, ignore_index=True)[cols]
 
 
-def load_histograms(root: Path | str = "results", experiment: str | None = None) -> pd.DataFrame:
+def load_histograms(root: Path | str = "results", experiment: str | None = None,
+                    seeds: Iterable[int] | None = None) -> pd.DataFrame:
     """The update histograms of finished runs: run_id, experiment, seed, step, layer, quantity
     (``r`` = m̂/√v̂ or ``u`` = m̂/(√v̂+ε)), lo, hi (the range of the equal-width bins) and counts
-    (an array per row; values outside [lo, hi] are counted in the edge bins)."""
+    (an array per row; values outside [lo, hi] are counted in the edge bins). ``seeds``: as in
+    ``runs``."""
     frames = []
-    for _, r in runs(root, experiment).iterrows():
+    for _, r in runs(root, experiment, seeds=seeds).iterrows():
         path = Path(r["path"]) / "histograms.parquet"
         if r["status"] not in FINISHED or not path.exists():
             continue

@@ -5,6 +5,16 @@ claim, source, metric, value, ci_low, ci_high, threshold, verdict, seeds, runtim
 run) and ``scorecard.md`` (the same as a table, then one line per claim on what was run).
 ``python -m replicate.scorecard --experiments --claims m8,b1 --tier cpu`` prints the experiments
 that ``make replicate`` runs for those claims (and ``EXTRA_EXPERIMENTS``, e.g. ``mitigations``).
+
+Seeds never mix. The scorecard judges the runs of ``results.PRIMARY_SEEDS`` (0, 1, 2) only; each
+row's ``seed_set`` names them. ``--seeds 10,11,12`` (what ``make replicate SEEDS=10,11,12`` runs
+after its sweeps) judges those seeds' runs only and writes the held-out scorecard
+``<results_dir>/heldout/scorecard.{json,md}`` instead, the same rows with that ``seed_set``. The main
+scorecard then carries a held-out column read from that file: per row ``heldout`` (its
+``seed_set``, ``verdict``, ``value``, ``ci_low``, ``ci_high``, ``seeds``; verdict ``not run`` when
+the file or the claim's row is missing) and ``stable``: true when both seed sets give the same
+verdict, false when they differ (the claim is *unstable*), None when either was not run. The
+primary verdict is never changed by it.
 """
 
 from __future__ import annotations
@@ -13,7 +23,9 @@ import argparse
 import json
 import math
 import sys
+import warnings
 from pathlib import Path
+from typing import Iterable
 
 from . import results
 from .claims import CLAIMS, _load_modules, _order, evaluate
@@ -24,6 +36,8 @@ from .claims import CLAIMS, _load_modules, _order, evaluate
 EXTRA_EXPERIMENTS = {"mitigations": ("mitigations", "mitigations_lr")}
 
 KEYS = ("claim", "source", "metric", "value", "ci_low", "ci_high", "threshold", "verdict", "seeds", "runtime_s")
+HELDOUT = "heldout"  # <results_dir>/heldout/scorecard.{json,md}: the scorecard of the held-out seeds
+HELDOUT_KEYS = ("verdict", "value", "ci_low", "ci_high", "seeds")  # a held-out row's fields in the main one
 
 
 def experiments(claims: str | None = None, tier: str = "cpu") -> list[str]:
@@ -50,32 +64,131 @@ def _fmt(x) -> str:
     return f"{x:.3g}" if isinstance(x, float) else str(x)
 
 
-def write(root: Path | str = "results", out: Path | str | None = None) -> tuple[Path, Path]:
-    """Judge the runs under ``root``; write scorecard.json and scorecard.md to ``out`` (default ``root``)."""
-    root = Path(root)
-    out = Path(out) if out is not None else root
-    verdicts = evaluate(root)
-    rows = []
-    for v in verdicts:
-        d = v.to_dict()
-        rows.append({**{k: d[k] for k in KEYS}, "experiment": d["experiment"], "statement": d["statement"],
-                     "detail": d["detail"], "runs": d["runs"]})
-    results.atomic_write(out / "scorecard.json", json.dumps(rows, indent=1) + "\n")
-    lines = ["# Replication scorecard", "",
+def _seeds_s(seeds) -> str:
+    return ",".join(map(str, seeds)) or "–"
+
+
+def _not_run(verdict: str | None) -> bool:
+    return not verdict or verdict.startswith("not run")
+
+
+def stability(verdict: str, heldout: str | None) -> bool | None:
+    """Whether a claim's verdict holds on the held-out seeds: True (the same verdict), False (a
+    different one: *unstable*), None when either seed set was not run."""
+    if _not_run(verdict) or _not_run(heldout):
+        return None
+    return verdict == heldout
+
+
+def read_heldout(root: Path | str = "results") -> tuple[tuple[int, ...], dict[str, dict]]:
+    """The held-out scorecard of ``root`` (``<root>/heldout/scorecard.json``): (its seed set, claim
+    -> row); ``((), {})`` when there is none or it cannot be read."""
+    path = Path(root) / HELDOUT / "scorecard.json"
+    if not path.exists():
+        return (), {}
+    try:
+        rows = json.loads(path.read_text())
+        by_claim = {r["claim"]: r for r in rows}
+        seed_set = tuple(sorted({int(s) for r in rows for s in r.get("seed_set") or []}))
+    except Exception as e:  # a damaged file: the column says not run, the scorecard is still written
+        warnings.warn(f"ignoring unreadable held-out scorecard {path}: {e}", stacklevel=2)
+        return (), {}
+    if not seed_set or set(seed_set) & set(results.PRIMARY_SEEDS):
+        warnings.warn(f"ignoring held-out scorecard {path}: its seed set {list(seed_set)} is not disjoint from the "
+                      f"primary seeds {list(results.PRIMARY_SEEDS)}", stacklevel=2)
+        return (), {}
+    return seed_set, by_claim
+
+
+def with_heldout(rows: list[dict], seed_set: tuple[int, ...], heldout: dict[str, dict]) -> list[dict]:
+    """``rows`` of the main scorecard with the held-out column: ``heldout`` and ``stable`` per row."""
+    out = []
+    for r in rows:
+        h = heldout.get(r["claim"])
+        column = {"seed_set": list(seed_set), **{k: (h or {}).get(k) for k in HELDOUT_KEYS}}
+        column["verdict"] = (h or {}).get("verdict") or "not run"
+        column["seeds"] = list(column["seeds"] or [])
+        out.append({**r, "heldout": column, "stable": stability(r["verdict"], column["verdict"])})
+    return out
+
+
+def _heldout_cell(r: dict) -> str:
+    h = r.get("heldout") or {}
+    verdict = h.get("verdict") or "not run"
+    return f"{verdict} — **unstable**" if r.get("stable") is False else verdict
+
+
+def markdown(rows: list[dict], seed_set: tuple[int, ...], heldout_seed_set: tuple[int, ...] | None = None) -> str:
+    """The scorecard page. ``heldout_seed_set``: the main scorecard's held-out column (``()``:
+    not run yet); None: no such column (the held-out scorecard itself)."""
+    main = heldout_seed_set is not None
+    if main:
+        title = "# Replication scorecard"
+        held = (f"held-out (seeds {_seeds_s(heldout_seed_set)})" if heldout_seed_set else "held-out")
+        seeds_line = (f"Seeds {_seeds_s(seed_set)} (`results.PRIMARY_SEEDS`). Column *{held}*: the verdict on "
+                      + (f"the held-out seeds (`{HELDOUT}/scorecard.md`, `make replicate "
+                         f"SEEDS={_seeds_s(heldout_seed_set)}`); **unstable** where it differs from the verdict, "
+                         "which it never changes."
+                         if heldout_seed_set else
+                         f"held-out seeds, not run yet (`make replicate SEEDS={_seeds_s(results.HELDOUT_SEEDS)}` "
+                         f"writes `{HELDOUT}/scorecard.md`)."))
+    else:
+        title = f"# Held-out scorecard (seeds {_seeds_s(seed_set)})"
+        seeds_line = (f"The same claims judged on the runs of seeds {_seeds_s(seed_set)} only; the main scorecard "
+                      f"(`../scorecard.md`) is judged on seeds {_seeds_s(results.PRIMARY_SEEDS)} and shows these "
+                      "verdicts beside its own, **unstable** where they differ.")
+    how = "`make replicate`, then `make report`" if main else f"`make replicate SEEDS={_seeds_s(seed_set)}`"
+    lines = [title, "",
              "Every verdict is computed by `replicate/claims/` from the runs under `results/runs/` "
-             "(`make replicate`, then `make report`). Interval: 95% over seeds (bootstrap for fractions).", "",
-             "| claim | verdict | value | interval | threshold | seeds | runtime (s) | source |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"({how}). Interval: 95% over seeds (bootstrap for fractions).", "",
+             seeds_line, ""]
+    head = ["claim", "verdict", *([held] if main else []), "value", "interval", "threshold", "seeds",
+            "runtime (s)", "source"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         interval = f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]" if r["ci_low"] is not None else "–"
-        lines.append(f"| {r['claim']} | **{r['verdict']}** | {_fmt(r['value'])} | {interval} | {r['threshold']} | "
-                     f"{','.join(map(str, r['seeds'])) or '–'} | {r['runtime_s']:.0f} | {r['source']} |")
+        cells = [r["claim"], f"**{r['verdict']}**", *([_heldout_cell(r)] if main else []), _fmt(r["value"]),
+                 interval, r["threshold"], _seeds_s(r["seeds"]), f"{r['runtime_s']:.0f}", r["source"]]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    if main and heldout_seed_set:
+        both = [r for r in rows if r.get("stable") is not None]
+        unstable = [r["claim"] for r in both if r["stable"] is False]
+        lines += ["", (f"Unstable (the verdict differs on seeds {_seeds_s(heldout_seed_set)}): {', '.join(unstable)}; "
+                       if unstable else f"No verdict differs on seeds {_seeds_s(heldout_seed_set)}; ")
+                  + f"{len(both)} claim{'s' * (len(both) != 1)} judged on both seed sets."]
     lines += ["", "## What was run", ""]
     for r in rows:
         what = f"`{r['experiment']}` ({len(r['runs'])} runs)" if r["runs"] else "nothing yet"
         lines.append(f"- **{r['claim']}** — {r['statement']}. Metric: {r['metric']}. Run: {what}."
                      + (f" {r['detail']}." if r["detail"] else ""))
-    results.atomic_write(out / "scorecard.md", "\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def write(root: Path | str = "results", out: Path | str | None = None,
+          seeds: Iterable[int] | None = None) -> tuple[Path, Path]:
+    """Judge the runs under ``root`` of ``seeds`` and write scorecard.json and scorecard.md to ``out``.
+
+    ``seeds`` None (or ``results.PRIMARY_SEEDS``): the main scorecard, in ``root`` by default, with
+    the held-out column read from ``<root>/heldout/scorecard.json``. Other seeds (disjoint from the
+    primary ones): the held-out scorecard, in ``<root>/heldout`` by default."""
+    root = Path(root)
+    seed_set = results.parse_seeds(seeds) or results.PRIMARY_SEEDS
+    main = set(seed_set) == set(results.PRIMARY_SEEDS)
+    if not main and set(seed_set) & set(results.PRIMARY_SEEDS):
+        raise ValueError(f"held-out seeds {list(seed_set)} overlap the primary seeds {list(results.PRIMARY_SEEDS)}")
+    out = Path(out) if out is not None else root if main else root / HELDOUT
+    verdicts = evaluate(root, seeds=seed_set)
+    rows = []
+    for v in verdicts:
+        d = v.to_dict()
+        rows.append({**{k: d[k] for k in KEYS}, "experiment": d["experiment"], "statement": d["statement"],
+                     "detail": d["detail"], "runs": d["runs"], "seed_set": list(seed_set)})
+    heldout_set = None
+    if main:
+        heldout_set, heldout = read_heldout(root)
+        rows = with_heldout(rows, heldout_set, heldout)
+    results.atomic_write(out / "scorecard.json", json.dumps(rows, indent=1) + "\n")
+    results.atomic_write(out / "scorecard.md", markdown(rows, seed_set, heldout_set))
     return out / "scorecard.json", out / "scorecard.md"
 
 
@@ -85,13 +198,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--experiments", action="store_true", help="print the experiments to run and exit")
     p.add_argument("--claims", default="", help="comma-separated claim ids (with --experiments)")
     p.add_argument("--tier", default="cpu", choices=("cpu", "gpu"))
-    p.add_argument("--out", default=None, help="folder to write scorecard.json/.md to (default: results_dir)")
+    p.add_argument("--out", default=None, help="folder to write scorecard.json/.md to (default: results_dir, "
+                                               "or results_dir/heldout with held-out --seeds)")
+    p.add_argument("--seeds", default="", help=f"judge only these seeds' runs: held-out seeds (e.g. "
+                                               f"{','.join(map(str, results.HELDOUT_SEEDS))}) write the held-out "
+                                               "scorecard (default: the primary seeds "
+                                               f"{','.join(map(str, results.PRIMARY_SEEDS))}, the main one)")
     args = p.parse_args(argv)
     if args.experiments:
         print(" ".join(experiments(args.claims, args.tier)))
         return 0
-    results.require_runs(args.results_dir)
-    for path in write(args.results_dir, args.out):
+    try:
+        seeds = results.parse_seeds(args.seeds) or results.PRIMARY_SEEDS
+    except ValueError as e:
+        p.error(str(e))
+    if set(seeds) != set(results.PRIMARY_SEEDS) and set(seeds) & set(results.PRIMARY_SEEDS):
+        p.error(f"--seeds {args.seeds}: held-out seeds must not include the primary seeds "
+                f"{','.join(map(str, results.PRIMARY_SEEDS))}")
+    results.require_runs(args.results_dir, seeds=seeds)
+    for path in write(args.results_dir, args.out, seeds=seeds):
         print(f"wrote {path}")
     return 0
 

@@ -112,8 +112,11 @@ def _load_modules() -> None:
         importlib.import_module(f"{__package__}.{mod.name}")
 
 
-def evaluate(root: Path | str = "results", ids: Iterable[str] | None = None) -> list[Verdict]:
-    """Judge every registered claim (or ``ids``) from the finished runs under ``root``."""
+def evaluate(root: Path | str = "results", ids: Iterable[str] | None = None,
+             seeds: Iterable[int] | None = None) -> list[Verdict]:
+    """Judge every registered claim (or ``ids``) from the finished runs under ``root``; with
+    ``seeds``, from the runs of those seeds only (the scorecard passes ``results.PRIMARY_SEEDS``,
+    the held-out scorecard its own set: the two never mix)."""
     _load_modules()
     out = []
     for cid in sorted(CLAIMS, key=_order) if ids is None else ids:
@@ -124,13 +127,13 @@ def evaluate(root: Path | str = "results", ids: Iterable[str] | None = None) -> 
             v.verdict = "not run (tier gpu)" if c.tier == "gpu" else "not run (no experiment yet)"
             out.append(v)
             continue
-        runs = results.runs(root, experiment=c.experiment)
+        runs = results.runs(root, experiment=c.experiment, seeds=seeds)
         done = runs[runs["status"].isin(results.FINISHED)] if not runs.empty else runs
         if done.empty:
             v.verdict = f"not run (tier {c.tier})" if c.tier != "cpu" else "not run"
             out.append(v)
             continue
-        metrics = results.load(root, experiment=c.experiment)
+        metrics = results.load(root, experiment=c.experiment, seeds=seeds)
         j = c.judge(metrics, done)
         v.value, v.ci_low, v.ci_high, v.verdict, v.detail = j.value, j.ci_low, j.ci_high, j.verdict, j.detail
         v.seeds = [int(s) for s in j.seeds]

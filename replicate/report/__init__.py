@@ -2,9 +2,10 @@
 
 ``python -m replicate.report [results_dir]`` (``make report`` runs the scorecard first) writes
 ``<results_dir>/report/figures/<experiment>_<kind>.png`` and ``.svg`` and
-``<results_dir>/report/index.html``: the scorecard table first (``scorecard.json``), then one
-section per claim (anchor ``claim-<ID>``) with what was run and its experiment's figures, then the
-mitigation leaderboard and the optimizer throughput. The page is self-contained (relative links,
+``<results_dir>/report/index.html``: the scorecard table first (``scorecard.json``, with its
+held-out column: each claim's verdict on the held-out seeds, flagged unstable where it differs),
+then one section per claim (anchor ``claim-<ID>``) with what was run and its experiment's figures,
+then the mitigation leaderboard and the optimizer throughput. The page is self-contained (relative links,
 readable from file:// without a server).
 
 Figures are ``fig_*`` functions in ``replicate.report.figures``, one module per figure family,
@@ -13,6 +14,10 @@ depends on what its runs logged (``FIGURES``: probes, curvature, a sweep), plus 
 always shows (``@claim(figures=...)`` in replicate/claims/: ``Claim.figures``). A figure that has
 no data, or fails, shows a "no data for this figure" box with the reason in its place; it never
 fails the report.
+
+Seeds: the figures, like the scorecard and the leaderboard, read the runs of
+``results.PRIMARY_SEEDS`` only (``SEEDS``); runs of held-out seeds in the same ``runs/`` folder
+(``make replicate SEEDS=10,11,12``) reach the page only through the scorecard's held-out column.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ MARGIN = 3.0  # inches drawn around a figure before it is cut to its ink (``_sav
 # The per-experiment figure kinds, in the page's order: each family module declares its own
 # (``KINDS``: name, title, when it applies, how it is drawn, caption, why missing) beside its figure.
 FIGURES: list[Kind] = [*loss.KINDS, *spike_rates.KINDS, *histograms.KINDS, *layers.KINDS, *curvature.KINDS]
+
+SEEDS = results.PRIMARY_SEEDS  # the runs the figures are drawn from
 
 VCLASS = {"replicated": "v-replicated", "not replicated": "v-not-replicated", "inconclusive": "v-inconclusive",
           "answered": "v-answered"}
@@ -195,7 +202,14 @@ def _claim_rows(scorecard: list[dict], figs: dict[str, dict[str, dict]], runs: p
         notrun = (f"Not run: {reason}." if reason else
                   f"Not run: no finished runs of <code>{escape(exp)}</code> under this results folder." if exp else
                   "Not run.")
+        held = r.get("heldout") or {}
+        held_verdict = held.get("verdict") or "not run"
+        held_seeds = held.get("seeds") or []
+        held_s = (f"{held_verdict}: measured {_fmt(held.get('value'))} (seeds {', '.join(map(str, held_seeds))})"
+                  if held_seeds else held_verdict)
         rows.append({**r, "anchor": f"claim-{r['claim']}", "notrun": notrun, "vclass": VCLASS.get(verdict, "v-not-run"),
+                     "heldout_verdict": held_verdict, "heldout_vclass": VCLASS.get(held_verdict, "v-not-run"),
+                     "heldout_s": held_s, "unstable": r.get("stable") is False,
                      "value_s": _fmt(r.get("value")),
                      "interval_s": f"[{_fmt(lo)}, {_fmt(hi)}]" if lo is not None and hi is not None else "–",
                      "seeds_s": ",".join(map(str, seeds)) or "–", "ran": ran, "what": what, "figures": chosen,
@@ -203,9 +217,16 @@ def _claim_rows(scorecard: list[dict], figs: dict[str, dict[str, dict]], runs: p
     return rows
 
 
+def _heldout_head(scorecard: list[dict]) -> str:
+    """The held-out column's header: ``held-out (seeds 10,11,12)``, or ``held-out`` when not run."""
+    seed_set = sorted({int(x) for r in scorecard for x in (r.get("heldout") or {}).get("seed_set") or []})
+    return f"held-out (seeds {','.join(map(str, seed_set))})" if seed_set else "held-out"
+
+
 def _experiment_task(task) -> dict[str, dict]:
     root, exp, runs, demanded = task
-    data = Data(root, exp, runs, results.load(root, experiment=exp), results.load_histograms(root, experiment=exp))
+    data = Data(root, exp, runs, results.load(root, experiment=exp, seeds=SEEDS),
+                results.load_histograms(root, experiment=exp, seeds=SEEDS))
     return experiment_figures(data, root / "report" / "figures", demanded)
 
 
@@ -249,7 +270,7 @@ def build(root: Path | str = "results", workers: int | None = None, tables: bool
     out = root / "report" / "figures"
     out.mkdir(parents=True, exist_ok=True)
     card_path = root / "scorecard.json"
-    runs = results.runs(root)
+    runs = results.runs(root, seeds=SEEDS)
     demanded = _demanded(json.loads(card_path.read_text()) if card_path.exists() and not tables else [])
     experiments = sorted(runs.loc[runs["status"].isin(results.FINISHED), "experiment"].unique()) if not runs.empty else []
     todo = [e for e in experiments if e != "mitigations"]  # mitigations: drawn as the leaderboard below
@@ -312,6 +333,7 @@ def build(root: Path | str = "results", workers: int | None = None, tables: bool
         root_name=root.name, built=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         n_runs=int(runs["status"].isin(results.FINISHED).sum()) if not runs.empty else 0,
         n_experiments=len(experiments), claims=_claim_rows(scorecard, figs, runs), extra=extra,
+        seeds_s=",".join(map(str, SEEDS)), heldout_head=_heldout_head(scorecard),
         has_scorecard_md=(root / "scorecard.md").exists(), has_scorecard_json=card_path.exists())
     results.atomic_write(root / "report" / "index.html", html)
     entries = [f for v in figs.values() for f in v.values()] + [lb, tp]

@@ -234,8 +234,9 @@ def _leaderboard_figure(out: Path, board: pd.DataFrame, has_md: bool) -> dict:
     """The mitigation leaderboard's figure entry (``board``: ``replicate.leaderboard.table``)."""
     return _figure(out, "leaderboard", "Mitigation leaderboard",
                    "Per workload, spikes per 1k steps (> 3× the median of the previous 100 steps) and the final "
-                   "loss (median of the last 5% of steps) per mitigation arm, mean with its 95% t interval over "
-                   "seeds, fewest spikes first (<code>conf/experiment/mitigations.yaml</code>, arms in "
+                   "loss (median of the last 5% of steps) per mitigation arm: the spike rate pooled over seeds with "
+                   "its exact Poisson 95% interval, the final loss's mean with its 95% t interval over seeds "
+                   "clipped at 0, fewest spikes first (<code>conf/experiment/mitigations.yaml</code>, arms in "
                    "<code>conf/arm/mitigations/</code>; numbers from <code>replicate/leaderboard.py</code>"
                    + (", also in <a href=\"../leaderboard.md\">leaderboard.md</a>" if has_md else "")
                    + ").",

@@ -10,8 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+
+from replicate import results
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
@@ -63,3 +66,19 @@ def tidy(series: dict[str, dict[str, np.ndarray]], seeds: dict[str, int]) -> pd.
             frames.append(pd.DataFrame({"run_id": rid, "experiment": "x", "seed": seeds[rid], "status": "done",
                                         "step": steps[ok], "metric": name, "value": values[ok]}))
     return pd.concat(frames, ignore_index=True)
+
+
+def write_run(root: Path, experiment: str, seed: int, cfg: dict, metrics: pd.DataFrame,
+               hist: pd.DataFrame | None = None) -> str:
+    """A finished run folder as train.run leaves it (config, manifest, metrics, histograms)."""
+    cfg = {"name": experiment, "seed": seed, **cfg}
+    rid = results.run_id(cfg)
+    d = Path(root) / "runs" / experiment / rid
+    d.mkdir(parents=True)
+    results.atomic_write(d / "config.yaml", yaml.safe_dump(cfg))
+    results.write_manifest(d, {"run_id": rid, "experiment": experiment, "seed": seed, "status": "done",
+                               "wall_time_s": 1.0, "steps_done": int(metrics["step"].max()) + 1})
+    results.write_table(metrics, d / "metrics.parquet")
+    if hist is not None:
+        results.write_table(hist, d / "histograms.parquet")
+    return rid

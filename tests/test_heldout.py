@@ -9,29 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from replicate import leaderboard, report, results, scorecard, suite
 from replicate.claims import CLAIMS
 from replicate.claims.registry import Claim, Judgement, evaluate
 
+from conftest import write_run as _write_run
+
 PRIMARY, HELDOUT = results.PRIMARY_SEEDS, results.HELDOUT_SEEDS
-
-
-def _write_run(root: Path, experiment: str, seed: int, cfg: dict, metrics: pd.DataFrame,
-               hist: pd.DataFrame | None = None) -> str:
-    """A finished run folder as train.run leaves it (config, manifest, metrics, histograms)."""
-    cfg = {"name": experiment, "seed": seed, **cfg}
-    rid = results.run_id(cfg)
-    d = Path(root) / "runs" / experiment / rid
-    d.mkdir(parents=True)
-    results.atomic_write(d / "config.yaml", yaml.safe_dump(cfg))
-    results.write_manifest(d, {"run_id": rid, "experiment": experiment, "seed": seed, "status": "done",
-                               "wall_time_s": 1.0, "steps_done": int(metrics["step"].max()) + 1})
-    results.write_table(metrics, d / "metrics.parquet")
-    if hist is not None:
-        results.write_table(hist, d / "histograms.parquet")
-    return rid
 
 
 def _metrics(seed: int, score: float, steps: int = 300) -> pd.DataFrame:

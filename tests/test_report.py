@@ -10,28 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from replicate import report, results
 from replicate.report import figures
 
+from conftest import write_run as _write_run
+
 LAYERS = ("layer0", "layer1", "layer2")
 SPIKES_AT = (150, 260, 340)  # steps where the synthetic loss jumps 20x
-
-
-def _write_run(root: Path, experiment: str, seed: int, cfg: dict, metrics: pd.DataFrame,
-               hist: pd.DataFrame | None = None) -> str:
-    cfg = {"name": experiment, "seed": seed, **cfg}
-    rid = results.run_id(cfg)
-    d = Path(root) / "runs" / experiment / rid
-    d.mkdir(parents=True)
-    results.atomic_write(d / "config.yaml", yaml.safe_dump(cfg))
-    results.write_manifest(d, {"run_id": rid, "experiment": experiment, "seed": seed, "status": "done",
-                               "wall_time_s": 1.0, "steps_done": int(metrics["step"].max()) + 1})
-    results.write_table(metrics, d / "metrics.parquet")
-    if hist is not None:
-        results.write_table(hist, d / "histograms.parquet")
-    return rid
 
 
 def _spiky_metrics(seed: int, steps: int = 400, lr: float = 1e-3) -> pd.DataFrame:

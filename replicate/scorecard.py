@@ -118,6 +118,12 @@ def _heldout_cell(r: dict) -> str:
     return f"{verdict} — **unstable**" if r.get("stable") is False else verdict
 
 
+def _premise_cell(r: dict) -> str:
+    """Whether the runs reached the claim's premise: reached, **not reached**, or – (none measured)."""
+    held = r.get("premise_held")
+    return "–" if held is None else ("reached" if held else "**not reached**")
+
+
 def markdown(rows: list[dict], seed_set: tuple[int, ...], heldout_seed_set: tuple[int, ...] | None = None) -> str:
     """The scorecard page. ``heldout_seed_set``: the main scorecard's held-out column (``()``:
     not run yet); None: no such column (the held-out scorecard itself)."""
@@ -142,12 +148,13 @@ def markdown(rows: list[dict], seed_set: tuple[int, ...], heldout_seed_set: tupl
              "Every verdict is computed by `replicate/claims/` from the runs under `results/runs/` "
              f"({how}). Interval: 95% over seeds (bootstrap for fractions).", "",
              seeds_line, ""]
-    head = ["claim", "verdict", *([held] if main else []), "value", "interval", "threshold", "seeds",
+    head = ["claim", "verdict", "premise", *([held] if main else []), "value", "interval", "threshold", "seeds",
             "runtime (s)", "source"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         interval = f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]" if r["ci_low"] is not None else "–"
-        cells = [r["claim"], f"**{r['verdict']}**", *([_heldout_cell(r)] if main else []), _fmt(r["value"]),
+        cells = [r["claim"], f"**{r['verdict']}**", _premise_cell(r), *([_heldout_cell(r)] if main else []),
+                 _fmt(r["value"]),
                  interval, r["threshold"], _seeds_s(r["seeds"]), f"{r['runtime_s']:.0f}", r["source"]]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     if main and heldout_seed_set:
@@ -160,6 +167,7 @@ def markdown(rows: list[dict], seed_set: tuple[int, ...], heldout_seed_set: tupl
     for r in rows:
         what = f"`{r['experiment']}` ({len(r['runs'])} runs)" if r["runs"] else "nothing yet"
         lines.append(f"- **{r['claim']}** — {r['statement']}. Metric: {r['metric']}. Run: {what}."
+                     + (f" Premise: {r['premise']}." if r.get("premise") else "")
                      + (f" {r['detail']}." if r["detail"] else ""))
     return "\n".join(lines) + "\n"
 
@@ -182,7 +190,8 @@ def write(root: Path | str = "results", out: Path | str | None = None,
     for v in verdicts:
         d = v.to_dict()
         rows.append({**{k: d[k] for k in KEYS}, "experiment": d["experiment"], "statement": d["statement"],
-                     "detail": d["detail"], "runs": d["runs"], "seed_set": list(seed_set)})
+                     "detail": d["detail"], "runs": d["runs"], "premise": d["premise"],
+                     "premise_held": d["premise_held"], "seed_set": list(seed_set)})
     heldout_set = None
     if main:
         heldout_set, heldout = read_heldout(root)

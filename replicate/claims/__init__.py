@@ -32,4 +32,4 @@ from __future__ import annotations
 
 from .registry import (CLAIMS, GPU, VERDICTS, Claim, Judgement, Verdict, _load_modules, _order,  # noqa: F401
                        claim, evaluate, pending)
-from .verdicts import MIN_SEEDS, fraction_of_seeds  # noqa: F401
+from .verdicts import MIN_SEEDS, fraction_of_seeds, in_regime  # noqa: F401

@@ -23,7 +23,7 @@ import pandas as pd
 
 from .. import results
 
-VERDICTS = ("replicated", "not replicated", "inconclusive", "answered")
+VERDICTS = ("replicated", "not replicated", "out of regime", "inconclusive", "answered")
 # The GPU tier's workload (conf/experiment/*_gpu.yaml), appended to a twin's statement.
 GPU = " (GPU tier: 6 x 384 GPT, 10.9M parameters, byte-level Shakespeare, bf16)"
 
@@ -38,6 +38,8 @@ class Judgement:
     ci_high: float | None = None
     seeds: list[int] = field(default_factory=list)
     detail: str = ""
+    premise: str = ""  # what the runs reached of the claim's premise (CLAIMS.md), per seed
+    premise_held: bool | None = None  # None: the claim has no premise (or its judge does not measure it)
 
 
 @dataclass
@@ -69,6 +71,8 @@ class Verdict:
     statement: str = ""
     detail: str = ""
     runs: list[str] = field(default_factory=list)
+    premise: str = ""
+    premise_held: bool | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -136,6 +140,7 @@ def evaluate(root: Path | str = "results", ids: Iterable[str] | None = None,
         metrics = results.load(root, experiment=c.experiment, seeds=seeds)
         j = c.judge(metrics, done)
         v.value, v.ci_low, v.ci_high, v.verdict, v.detail = j.value, j.ci_low, j.ci_high, j.verdict, j.detail
+        v.premise, v.premise_held = j.premise, j.premise_held
         v.seeds = [int(s) for s in j.seeds]
         v.runtime_s = float(done["wall_time_s"].fillna(0).sum())
         v.runs = sorted(done["run_id"])

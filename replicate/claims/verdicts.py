@@ -9,6 +9,10 @@ interval over seeds wholly on one side of its threshold (``side``, ``inside``), 
 per-seed yes/no property is "yes" only when it holds in every seed, ``every_seed``) and
 ``combine`` gives ``replicated`` when every condition is "yes", ``not replicated`` when any is
 "no", ``inconclusive`` otherwise or with fewer than MIN_SEEDS seeds.
+
+Premises (CLAIMS.md, "Premises"): a judge measures its claim's premise in the same runs and passes
+it through ``in_regime``: where it did not hold in every seed the verdict is ``out of regime`` (the
+verdict the threshold would give is kept in the detail), never ``not replicated``.
 """
 
 from __future__ import annotations
@@ -51,6 +55,21 @@ def answered(seeds: Sequence, value: float | None, ci: tuple, detail: str, *, co
     if verdict == "inconclusive" and why is not None:
         detail = few_seeds(seeds, why) + detail
     return Judgement(verdict, value, ci[0], ci[1], seeds, detail)
+
+
+def in_regime(j: Judgement, held: dict[int, bool], reached: str) -> Judgement:
+    """``j`` with its premise: ``held`` per seed (did the run reach the regime the claim is about?)
+    and ``reached``, one line saying what was reached. Unless the premise held in every seed, a
+    judged verdict (replicated, not replicated, answered; inconclusive with enough seeds) becomes
+    ``out of regime``, the threshold's verdict kept at the head of the detail."""
+    j.premise = reached
+    j.premise_held = bool(held) and all(held.values())
+    judged_ = j.verdict in ("replicated", "not replicated", "answered") or (
+        j.verdict == "inconclusive" and enough_seeds(j.seeds))
+    if not j.premise_held and judged_:
+        j.detail = f"premise not reached in every seed ({reached}); by its threshold: {j.verdict}. " + j.detail
+        j.verdict = "out of regime"
+    return j
 
 
 def fraction_of_seeds(hits: dict[int, bool], need: float, detail: str = "") -> Judgement:

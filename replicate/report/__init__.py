@@ -60,7 +60,7 @@ FIGURES: list[Kind] = [*loss.KINDS, *spike_rates.KINDS, *histograms.KINDS, *laye
 SEEDS = results.PRIMARY_SEEDS  # the runs the figures are drawn from
 
 VCLASS = {"replicated": "v-replicated", "not replicated": "v-not-replicated", "inconclusive": "v-inconclusive",
-          "answered": "v-answered"}
+          "answered": "v-answered", "out of regime": "v-out-of-regime"}
 
 
 # ------------------------------------------------------------------------------------ figures
@@ -210,6 +210,7 @@ def _claim_rows(scorecard: list[dict], figs: dict[str, dict[str, dict]], runs: p
         rows.append({**r, "anchor": f"claim-{r['claim']}", "notrun": notrun, "vclass": VCLASS.get(verdict, "v-not-run"),
                      "heldout_verdict": held_verdict, "heldout_vclass": VCLASS.get(held_verdict, "v-not-run"),
                      "heldout_s": held_s, "unstable": r.get("stable") is False,
+                     "premise_s": {None: "–", True: "reached", False: "not reached"}[r.get("premise_held")],
                      "value_s": _fmt(r.get("value")),
                      "interval_s": f"[{_fmt(lo)}, {_fmt(hi)}]" if lo is not None and hi is not None else "–",
                      "seeds_s": ",".join(map(str, seeds)) or "–", "ran": ran, "what": what, "figures": chosen,

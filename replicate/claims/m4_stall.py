@@ -14,12 +14,14 @@ import pandas as pd
 from ..stats import t_interval
 from .frames import deepest_block, late, layers_of, wide
 from .registry import Judgement, claim
-from .verdicts import combine, side
+from .verdicts import combine, in_regime, side
 
 SOURCE = "Molybog et al. 2023 (arXiv 2304.09871)"
 # M4 (CLAIMS.md): embedding ||u||/||r|| < 0.1 while the deepest block's > 0.5; ||u||/||r|| within 10% of
 # the mean of sqrt(v_hat)/(sqrt(v_hat)+eps), in both of those layers
 M4_STALLED, M4_ACTIVE, M4_TOL = 0.1, 0.5, 0.1
+# premise (CLAIMS.md): the embedding has sqrt(v_hat) < eps in >= 50% of its coordinates over the judged window
+M4_PREMISE = 0.5
 
 
 @claim("M4", experiment="m4_stall", figures=["grad_rms"],
@@ -52,4 +54,15 @@ def m4(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
               + f". Most stalled (lowest ||u||/||r||) first: {', '.join(order)}. "
               + f"std of r in the embedding {mean['r_std/embedding']:.3f} (r does not collapse). "
               + f"Relative deviation from the damping, per run: {[round(float(x), 3) for x in dev]}")
-    return combine(conditions, sorted(set(per_run["seed"].astype(int))), float(np.mean(emb)), t_interval(emb), detail)
+    j = combine(conditions, sorted(set(per_run["seed"].astype(int))), float(np.mean(emb)), t_interval(emb), detail)
+    col = "frac_sqrtv_below_eps/embedding"
+    held, fracs = {}, {}
+    for seed, g in per_run.groupby("seed"):
+        f = g[col].to_numpy(dtype=float) if col in g else np.array([np.nan])
+        fracs[int(seed)] = float(np.min(f))
+        held[int(seed)] = bool(np.all(np.isfinite(f)) and np.all(f >= M4_PREMISE))
+    reached = ("embedding sqrt(v_hat) < eps in " + "/".join(
+        "not logged" if not np.isfinite(x) else f"{x:.0%}" for x in fracs.values())
+        + f" of coordinates (seeds {list(fracs)}, lowest run per seed) over the last third of each run "
+        f"(premise: >= {M4_PREMISE:.0%})")
+    return in_regime(j, held, reached)

@@ -13,9 +13,11 @@ import pandas as pd
 from ..stats import t_interval
 from .frames import deepest_block, late, layers_of, wide
 from .registry import Judgement, claim
-from .verdicts import combine, every_seed
+from .verdicts import combine, every_seed, in_regime
 
 SOURCE = "Molybog et al. 2023 (arXiv 2304.09871)"
+# premise (CLAIMS.md): at the largest depth some layer has sqrt(v_hat) < eps in >= 10% of its coordinates
+M5_PREMISE = 0.1
 
 
 @claim("M5", experiment="m5_depth", figures=["grad_rms"],
@@ -30,6 +32,7 @@ def m5(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
     w = wide(metrics, runs, keys=["model.depth"])
     per_run = late(w, "grad_rms/embedding")
     falls, first, rel, seeds, table = [], [], [], [], {}
+    held, reached_at = {}, {}
     for seed, g in per_run.groupby("seed"):
         g = g.sort_values("model.depth")
         if g["model.depth"].nunique() < 3:
@@ -46,6 +49,9 @@ def m5(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
             highest.append(frac["embedding"] >= frac[top])
             table.setdefault(int(r["model.depth"]), []).append((ratio, frac["embedding"], top, frac[top]))
         seeds.append(int(seed))
+        top_frac = table[int(g["model.depth"].max())][-1][3]  # this seed's highest fraction at the largest depth
+        reached_at[int(seed)] = float(top_frac)
+        held[int(seed)] = bool(np.isfinite(top_frac) and top_frac >= M5_PREMISE)
         falls.append(bool(np.all(np.diff(ratios) < 0)))
         first.append(all(highest))
         rel.append(ratios[-1] / ratios[0])
@@ -59,4 +65,8 @@ def m5(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
                   f"{max(set(x[2] for x in v), key=[x[2] for x in v].count)} ({np.mean([x[3] for x in v]):.2f})"
                   for d, v in sorted(table.items())))
     value = float(np.mean(rel)) if rel else None
-    return combine(conditions, seeds, value, t_interval(rel), detail)
+    j = combine(conditions, seeds, value, t_interval(rel), detail)
+    reached = ("at the largest depth the highest per-layer fraction sqrt(v_hat) < eps is "
+               + ("/".join(f"{x:.0%}" for x in reached_at.values()) if reached_at else "not measured")
+               + f" (seeds {list(reached_at)}) over the last third of each run (premise: >= {M5_PREMISE:.0%})")
+    return in_regime(j, held, reached)

@@ -49,10 +49,21 @@ def test_two_seeds_are_inconclusive():
     assert j.verdict == "inconclusive"
 
 
-def test_a_grid_where_the_plain_model_never_degrades_is_inconclusive():
+def test_a_grid_where_the_plain_model_never_degrades_is_out_of_regime():
+    """The premise: the plain GPT's final loss at the top of the grid >= 2x its best, in every seed."""
     flat = [0.6, 0.5, 0.4, 0.4, 0.41]
     j = w2(*_grid({"plain": {s: flat for s in range(3)}, "qk": {s: [0.5, 0.45, 0.4, 0.4, 0.4] for s in range(3)}}))
-    assert j.verdict == "inconclusive" and "does not reach a high learning rate" in j.detail
+    assert j.verdict == "out of regime" and j.premise_held is False and "1.02x" in j.premise
+
+
+def test_premise_held_keeps_the_verdict_and_missed_in_one_seed_is_out_of_regime():
+    j = w2(*_grid({"plain": {s: PLAIN for s in range(3)}, "qk": {s: ROBUST for s in range(3)}}))
+    assert j.premise_held and "8.12x" in j.premise  # diverged at the top: capped at the initial loss 4.0
+    mild = [1.0, 0.5, 0.4, 0.6, 0.7]  # final losses (tail medians) 1.59x its best at the top: short of 2x
+    plain = {0: PLAIN, 1: PLAIN, 2: mild}
+    j = w2(*_grid({"plain": plain, "qk": {s: [1.0, 0.5, 0.4, 0.45, 0.5] for s in range(3)}}))
+    assert j.verdict == "out of regime" and j.premise_held is False
+    assert "by its threshold: replicated" in j.detail and "1.59x" in j.premise
 
 
 def test_missing_arm_is_inconclusive():

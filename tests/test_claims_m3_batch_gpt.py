@@ -73,3 +73,16 @@ def test_m3_end_to_end_on_tiny_runs(cfg_factory, tmp_path):
             assert train.run(cfg)["status"] == "done"
     (v,) = evaluate(root, ids=["M3"])
     assert v.verdict in VERDICTS and v.seeds == [0, 1, 2], v.detail
+
+
+def test_m3_premise_batch_span():
+    """The premise (batch sizes span >= 16x; the stream is unbounded): held, the verdict stands; a
+    seed whose batches span only 8x makes it out of regime, the threshold's verdict in the detail."""
+    j = m3(*_m3_runs("rise"))
+    assert j.premise_held and "64x/64x/64x" in j.premise and "unbounded" in j.premise
+    metrics, runs = _m3_runs("rise")
+    narrow = {4: 16, 16: 32, 64: 64, 256: 128}  # seed 1: 16..128, same order, an 8x span
+    runs.loc[runs["seed"] == 1, "data.batch_size"] = runs.loc[runs["seed"] == 1, "data.batch_size"].map(narrow)
+    j = m3(metrics, runs)
+    assert j.verdict == "out of regime" and j.premise_held is False
+    assert "by its threshold: replicated" in j.detail and "64x/8x/64x" in j.premise

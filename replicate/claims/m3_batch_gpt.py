@@ -17,7 +17,7 @@ from ..stats import spearman, t_interval
 from .frames import late, layers_of, wide
 from .m0_early_bimodal import M0_BIMODAL
 from .registry import Judgement, claim
-from .verdicts import combine, every_seed
+from .verdicts import combine, every_seed, in_regime
 
 SOURCE = "Molybog et al. 2023 (arXiv 2304.09871)"
 
@@ -25,6 +25,9 @@ SOURCE = "Molybog et al. 2023 (arXiv 2304.09871)"
 M3_NEED, M3_MIN_BATCHES = 0.8, 4
 M3_LATE = 0.75  # the probes of the last 3/4 of a run: after the fast first loss drop (fixed before any seed 1+ run)
 M3_METRICS = ("grad_autocorr", "r_frac_sign")  # judged; r_bc is reported beside them
+# premise (CLAIMS.md): the batch sizes span >= 16x, none of them the full data set (the Markov/text stream is
+# unbounded: batches are drawn afresh each step, so no batch is the full data set)
+M3_SPAN = 16
 
 
 def _batch_of(df: pd.DataFrame) -> pd.Series:
@@ -49,8 +52,11 @@ def m3(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
     layers = layers_of(per_run.columns, "grad_autocorr")
     rho: dict[str, dict[int, float]] = {m: {} for m in (*M3_METRICS, "r_bc")}
     rise: dict[str, list[float]] = {x: [] for x in layers}
+    span: dict[int, float] = {}
     for seed, g in per_run.groupby("seed"):
         g = g.groupby("batch").mean(numeric_only=True).sort_index()
+        b = g.index.to_numpy(dtype=float)
+        span[int(seed)] = float(b.max() / b.min()) if len(b) and b.min() > 0 else float("nan")
         if len(g) < M3_MIN_BATCHES:
             continue  # an incomplete sweep: this seed cannot be judged
         for m in rho:
@@ -78,4 +84,9 @@ def m3(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
               + f". Largest fraction |r| > 0.9 in the embedding of any run: {peak_sign:.3f} "
               + f"({'above' if peak_sign > M0_BIMODAL else 'below'} M0's bimodal level {M0_BIMODAL:g})")
     value = float(np.mean(low)) if low else None
-    return combine(conditions, seeds, value, t_interval(low), detail)
+    j = combine(conditions, seeds, value, t_interval(low), detail)
+    held = {s: bool(np.isfinite(span.get(s, np.nan)) and span[s] >= M3_SPAN) for s in seeds}
+    reached = ("batch sizes (data.batch_size) span " + "/".join(f"{span[s]:g}x" for s in seeds)
+               + f" (seeds {seeds}; premise: >= {M3_SPAN}x); none is the full data set: the token stream is "
+               "unbounded (sampled afresh each step)")
+    return in_regime(j, held, reached)

@@ -19,6 +19,7 @@ from replicate.models import build_model
 _load_modules()
 BATCHES = (4, 32, 256, 2048)
 LRS = (0.0035, 0.007, 0.014, 0.028, 0.056)
+GRID_LRS = (0.00175, *LRS, 0.112)  # the synthetic runs' grid: wide enough that every optimum is interior (the premise)
 GOOD = {"sgd": (0.005, 0.012, 0.025, 0.04), "adam eps=1e-08": (0.01, 0.03, 0.02, 0.008),
         "adam eps=0.3": (0.01, 0.03, 0.03, 0.022)}
 
@@ -32,7 +33,7 @@ def grid(curves: dict[str, tuple], seeds=(0, 1, 2), steps: int = 10):
         for seed in seeds:
             jitter = 1 + 0.05 * (seed - 1)
             for b, eta in zip(BATCHES, etas):
-                for lr in LRS:
+                for lr in GRID_LRS:
                     rid = f"{arm}-{b}-{lr}-{seed}"
                     loss = 0.1 * math.exp((math.log(lr) - math.log(eta * jitter)) ** 2)
                     rrows.append({"run_id": rid, "seed": seed, "status": "done", "optimizer.name": name,
@@ -118,3 +119,17 @@ def test_a_tiny_grid_of_the_experiment_gives_a_valid_verdict(cfg_factory, tmp_pa
     j = s1(results.load(root, experiment="s1_surge"), runs)
     assert len(runs) == 81 and j.seeds == [0, 1, 2]
     assert j.verdict in ("replicated", "not replicated", "inconclusive") and j.value > 0 and "sgd" in j.detail
+
+
+def test_premise_every_optimum_inside_the_grid():
+    """The premise (Adam's and SGD's optima inside the grid at every batch): held, the verdict stands;
+    an optimum at the grid's edge in one seed makes it out of regime, the threshold's verdict in the detail."""
+    j = s1(*grid(GOOD))
+    assert j.premise_held and "0/0/0" in j.premise
+    metrics, runs = grid(GOOD)
+    drop = runs[(runs["seed"] == 2) & (runs["optimizer.name"] == "sgd") & (runs["data.batch_size"] == 4)
+                & (runs["optimizer.lr"] < 0.007)]["run_id"]  # seed 2, sgd, batch 4: the grid starts at its optimum
+    keep = ~runs["run_id"].isin(drop)
+    j = s1(metrics[metrics["run_id"].isin(runs[keep]["run_id"])], runs[keep])
+    assert j.verdict == "out of regime" and j.premise_held is False
+    assert "by its threshold: replicated" in j.detail and "0/0/1" in j.premise

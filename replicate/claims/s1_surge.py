@@ -32,7 +32,7 @@ import pandas as pd
 
 from ..stats import t_interval
 from .registry import Judgement, claim
-from .verdicts import combine, every_seed, side
+from .verdicts import combine, every_seed, in_regime, side
 
 SOURCE = "Li et al. 2024 (arXiv 2405.14578) §2-3; Su Jianlin (kexue.fm 10542, 10563)"
 TAIL = 0.2  # the final loss: mean over the last 20% of the logged steps
@@ -139,4 +139,12 @@ def s1(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
         f"sgd non-decreasing per seed {[stats['sgd'][s]['monotone'] for s in seeds]}. "
         f"Optima at the grid's edge (arm: count): {edges or 'none'}")
     value = float(math.exp(np.mean(log_drop))) if log_drop else None
-    return combine(conditions, seeds, value, (math.exp(lo), math.exp(hi)) if np.isfinite(lo) else (lo, hi), detail)
+    j = combine(conditions, seeds, value, (math.exp(lo), math.exp(hi)) if np.isfinite(lo) else (lo, hi), detail)
+    # premise (CLAIMS.md): Adam's and SGD's optimal learning rates inside the grid at every batch size
+    judged_arms = ("sgd", small, large)
+    inner = opt[opt["arm"].isin(judged_arms)]
+    n_edge = {s: int(inner[inner["seed"] == s]["at_edge"].sum()) for s in seeds}
+    held = {s: n_edge[s] == 0 and len(inner[inner["seed"] == s]) == len(judged_arms) * len(batches) for s in seeds}
+    reached = ("optima at the lr grid's edge (arms " + ", ".join(judged_arms) + f" x {len(batches)} batches): "
+               + "/".join(str(n_edge[s]) for s in seeds) + f" (seeds {seeds}; premise: 0, every optimum interior)")
+    return in_regime(j, held, reached)

@@ -16,7 +16,7 @@ N, B = 111, 90
 ARMS = {"stalled": ("adam", 3e-2), "eps0": ("adam_eps0", None), "atan2": ("adam_atan2", None)}
 
 
-def _frames(jump=20.0, cos=0.02, spike=True, control=1.5, stall=0.05, seeds=(0, 1, 2)):
+def _frames(jump=20.0, cos=0.02, spike=True, control=1.5, stall=0.05, seeds=(0, 1, 2), gburst=30.0, missed=None):
     """Tidy metrics and runs of m6_burst: the embedding's update norm is ~1 before the burst step B
     and ``jump`` (stalled arm) or ``control`` (eps = 0, atan2) at B; the loss is 4x at B (the injected
     batch) in every arm and, with ``spike``, 5x at B+5..B+7 in the stalled arm."""
@@ -35,7 +35,9 @@ def _frames(jump=20.0, cos=0.02, spike=True, control=1.5, stall=0.05, seeds=(0, 
             if spike and arm == "stalled":
                 loss[B + 5:B + 8] *= 5
             ur = np.full(N, stall * jitter if arm == "stalled" else 1.0)
-            for metric, values in (("loss", loss), ("update_norm/embedding", un),
+            gn = 1 + 0.02 * rng.standard_normal(N)  # the embedding's gradient norm: x gburst at the burst
+            gn[B] = 3.0 if seed == missed else gburst
+            for metric, values in (("loss", loss), ("update_norm/embedding", un), ("grad_norm/embedding", gn),
                                    ("update_cos_neg_grad/embedding", cs), ("u_over_r/embedding", ur)):
                 rows.append(pd.DataFrame({"run_id": rid, "experiment": "m6_burst", "seed": seed, "status": "done",
                                           "step": np.arange(N), "metric": metric, "value": values}))
@@ -61,10 +63,22 @@ def test_m6_the_injected_batchs_own_loss_is_not_the_spike_that_follows():
     assert "spike after [False, False, False]" in j.detail and j.verdict == "not replicated"
 
 
-def test_m6_inconclusive_without_a_stalled_layer_or_with_too_few_seeds():
+def test_m6_out_of_regime_without_a_stalled_layer_inconclusive_with_too_few_seeds():
     j = m6(*_frames(stall=0.5))
-    assert j.verdict == "inconclusive" and "premise" in j.detail
+    assert j.verdict == "out of regime" and j.premise_held is False and "premise not reached" in j.detail
     assert m6(*_frames(seeds=(0, 1))).verdict == "inconclusive"
+
+
+def test_m6_premise_gradient_burst():
+    """Premise held (stalled, gradient norm 30x at the burst): the verdict stands; the burst raising the
+    gradient norm only 3x in one seed: out of regime, the threshold's verdict in the detail."""
+    j = m6(*_frames())
+    assert j.premise_held and "30.0x" in j.premise
+    j = m6(*_frames(missed=1))
+    assert j.verdict == "out of regime" and j.premise_held is False
+    assert "by its threshold: replicated" in j.detail and "3.0x" in j.premise
+    j = m6(*_frames(jump=4.0, missed=2))
+    assert j.verdict == "out of regime" and "by its threshold: not replicated" in j.detail
 
 
 def test_burst_step_from_inject_at_or_inject_every():

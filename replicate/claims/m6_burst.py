@@ -11,7 +11,9 @@ else the first of ``data.inject_every``): the jump ‖u_B‖ / mean ‖u_t‖ ov
 (``update_norm``, the parameter change of the step), cos(u_B, -g_B) (``update_cos_neg_grad``), the
 stall before the burst (mean ``u_over_r`` over B-30…B-1; the premise, < 0.1 in every seed, else inconclusive) and whether a loss spike
 (``replicate.spikes.detect``) starts in B+1…B+20 (the injected batch's own high loss at B is data,
-not a spike that follows). Conditions are decided over seeds (``verdicts.combine``). Beside
+not a spike that follows). Conditions are decided over seeds (``verdicts.combine``). The premise
+(CLAIMS.md), per seed of the stalled arm: that stall < 0.1 and the burst batch's ``grad_norm`` >= 10x
+its median over B-30…B-1; unless it held in every seed, ``out of regime`` (``verdicts.in_regime``). Beside
 them, not judged: the mean jump and cosine over B+1…B+5, the updates momentum carries on after the
 burst, measured against those steps' own gradients.
 
@@ -28,12 +30,13 @@ from .. import spikes
 from ..stats import t_interval
 from .frames import wide
 from .registry import Judgement, claim, pending
-from .verdicts import combine, enough_seeds, every_seed, side
+from .verdicts import combine, every_seed, in_regime, side
 
 SOURCE = "Molybog et al. 2023 (arXiv 2304.09871)"
 # M6 (CLAIMS.md): ||u|| jumps >= 10x, cos(u, -grad) < 0.1, a spike within 20 steps; with eps = 0 or
 # Adam-atan2 the jump is < 3x. The premise (a stalled layer) by M4's threshold: ||u||/||r|| < 0.1.
 JUMP, COS, WITHIN, CONTROL_JUMP, STALLED = 10.0, 0.1, 20, 3.0, 0.1
+GRAD_BURST = 10.0  # premise: the burst batch's gradient norm >= 10x its median over the 30 steps before
 BEFORE = 30  # the steps before the burst that the jump is measured against
 AFTER = 5  # the steps after it whose mean jump and cosine are reported beside the verdict
 LAYER = "embedding"
@@ -57,6 +60,15 @@ def burst_step(row: pd.Series) -> int | None:
     return int(every) - 1 if every is not None and pd.notna(every) and int(every) > 0 else None
 
 
+def _grad_burst(g: pd.DataFrame, b: int, layer: str) -> float:
+    """The layer's gradient norm at b over its median in b-30..b-1 (NaN where not logged)."""
+    if f"grad_norm/{layer}" not in g:
+        return float("nan")
+    gn = g[f"grad_norm/{layer}"]
+    before = gn.loc[b - BEFORE:b - 1].dropna()
+    return float(gn.get(b, np.nan) / before.median()) if len(before) else float("nan")
+
+
 def around_burst(g: pd.DataFrame, b: int, layer: str = LAYER) -> dict:
     """One run's measurements around its burst step b (``g``: its wide rows)."""
     g = g.set_index("step").sort_index()
@@ -72,6 +84,7 @@ def around_burst(g: pd.DataFrame, b: int, layer: str = LAYER) -> dict:
             "after_jump": float(un.loc[b + 1:b + AFTER].mean() / before.mean()) if len(before) else np.nan,
             "after_cos": float(g[f"update_cos_neg_grad/{layer}"].loc[b + 1:b + AFTER].mean()),
             "stall": float(g[f"u_over_r/{layer}"].loc[b - BEFORE:b - 1].mean()),
+            "grad_burst": _grad_burst(g, b, layer),
             "spike": len(follows) > 0,
             "burst_loss": float(loss.get(b, np.nan) / base),
             "after_loss": float(loss.loc[b + 1:b + WITHIN].max() / base)}
@@ -108,13 +121,17 @@ def m6(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
         f"a loss spike in the {WITHIN} steps after the burst, every seed": every_seed(col(st, "spike")),
         f"eps = 0: jump < {CONTROL_JUMP:g}x": side(col(e0, "jump"), CONTROL_JUMP, above=False),
         f"Adam-atan2: jump < {CONTROL_JUMP:g}x": side(col(at, "jump"), CONTROL_JUMP, above=False)}
-    premise = every_seed(x < STALLED for x in col(st, "stall"))  # a per-seed property of the workload
+    held = {s: bool(st[s]["stall"] < STALLED and st[s]["grad_burst"] >= GRAD_BURST) for s in sorted(st)}
+    premise = every_seed(held.values())
+    reached = (f"stalled arm, {LAYER} before the burst ||u||/||r|| " + "/".join(f"{st[s]['stall']:.3f}" for s in sorted(st))
+               + f" (premise < {STALLED:g}); gradient norm at the burst / median of the {BEFORE} steps before "
+               + "/".join("not logged" if not np.isfinite(st[s]["grad_burst"]) else f"{st[s]['grad_burst']:.1f}x"
+                          for s in sorted(st)) + f" (premise >= {GRAD_BURST:g}x); seeds {sorted(st)}")
 
     def fmt(d, k, f="{:.2f}"):
         return "[" + ", ".join(f.format(d[s][k]) for s in sorted(d)) + "]"
 
-    detail = (f"premise, {LAYER} ||u||/||r|| before the burst < {STALLED:g}: {premise} ({fmt(st, 'stall', '{:.3f}')}). "
-              f"Per seed {sorted(st)}, stalled arm: jump {fmt(st, 'jump')}, cos(u, -grad) {fmt(st, 'cos')}, "
+    detail = (f"Per seed {sorted(st)}, stalled arm: jump {fmt(st, 'jump')}, cos(u, -grad) {fmt(st, 'cos')}, "
               f"spike after {[bool(x) for x in col(st, 'spike')]}, loss / median before at the burst batch "
               f"{fmt(st, 'burst_loss')} and its max in the {WITHIN} steps after {fmt(st, 'after_loss')}; "
               f"not judged, mean over the {AFTER} steps after the burst: jump {fmt(st, 'after_jump')}, cos "
@@ -126,10 +143,7 @@ def m6(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
     seeds = sorted(set(st) & set(e0) & set(at))
     jumps = col(st, "jump")
     j = combine(conditions, seeds, float(np.mean(jumps)) if jumps else None, t_interval(jumps), detail)
-    if enough_seeds(seeds) and premise != "yes":
-        j.verdict = "inconclusive"
-        j.detail = f"the premise (a stalled {LAYER}) did not hold ({premise}): the claim was not tested. " + j.detail
-    return j
+    return in_regime(j, held, reached)
 
 
 pending("M6_gpu", source=SOURCE, statement="(GPU tier: a GPT of 10M-125M parameters on real text)",

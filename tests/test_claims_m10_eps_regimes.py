@@ -65,7 +65,6 @@ def test_m10_replicates_when_both_directions_cut_spikes_without_a_worse_loss():
     dict(spikes={"imitated_base": (100,), "imitated_fix": (100,)}),  # (a) 1 -> 1 spike: no cut
     dict(spikes={"imitated_base": (100, 200, 250), "imitated_fix": (100, 200)}),  # (a) 3 -> 2: a 33% cut
     dict(spikes={"toy_fix": (150, 250)}),             # (b) the large eps does not remove them
-    dict(spikes={"imitated_base": ()}),               # (a) nothing spikes: nothing to cut
     dict(final={"imitated_fix": 1.05}),               # (a) 5% worse final loss
     dict(final={"toy_fix": 1.03}),                    # (b) 3% worse final loss
 ])
@@ -109,3 +108,20 @@ def test_m10_end_to_end_on_tiny_runs(cfg_factory, tmp_path):
     assert len(runs) == 12 and set(runs["status"]) == {"done"}
     j = m10(results.load(tmp_path, experiment="m10_eps_regimes"), runs)
     assert j.verdict in VERDICTS and j.seeds == [0, 1, 2], j.detail
+
+
+def test_m10_premise_each_baseline_spikes_in_every_seed():
+    """Premise held (both baselines spike in every run): the verdict stands; (a)'s baseline without a
+    spike (formerly a 'not replicated' case: nothing to cut) is out of regime, its threshold's verdict
+    in the detail; so is a toy baseline without a spike in one seed only."""
+    j = m10(*_frames())
+    assert j.premise_held and "(a) imitated 2/2/2; (b) toy 2/2/2" in j.premise
+    j = m10(*_frames(spikes={"imitated_base": ()}))
+    assert j.verdict == "out of regime" and j.premise_held is False
+    assert "by its threshold: not replicated" in j.detail and "(a) imitated 0/0/0" in j.premise
+    metrics, runs = _frames()
+    flat = (metrics["run_id"] == "toy_base-1") & (metrics["metric"] == "loss") & metrics["step"].isin([150, 250])
+    metrics.loc[flat, "value"] /= 5  # seed 1's toy baseline: no spike
+    j = m10(metrics, runs)
+    assert j.verdict == "out of regime" and "(b) toy 2/0/2" in j.premise
+    assert "by its threshold: not replicated" in j.detail

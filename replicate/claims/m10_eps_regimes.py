@@ -25,7 +25,7 @@ from .. import spikes
 from ..stats import t_interval
 from .frames import late, layers_of, wide
 from .registry import Judgement, claim
-from .verdicts import combine, every_seed, side
+from .verdicts import combine, every_seed, in_regime, side
 
 SOURCE = "Molybog et al. 2023 (arXiv 2304.09871)"
 # M10 (CLAIMS.md): each direction with >= 50% fewer spikes and a final loss no more than 1% worse
@@ -87,6 +87,7 @@ def m10(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
             continue
         arms.setdefault(regime, {}).setdefault(float(eps), {})[int(row["seed"])] = run_summary(g, row)
     conditions, cuts, said, seed_sets = {}, {}, [], []
+    base_spikes: dict[str, dict[int, int]] = {}  # premise: each direction's baseline spikes in every seed
     for regime in ("imitated", "toy"):
         by_eps = arms.get(regime, {})
         name = "(a) imitated, lower eps" if regime == "imitated" else "(b) toy, higher eps"
@@ -103,6 +104,7 @@ def m10(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
         cut = {s: (1 - fix[s]["spikes"] / base[s]["spikes"]) if base[s]["spikes"] else 0.0 for s in seeds}
         worse = [ratio(fix[s]["final"], base[s]["final"]) for s in seeds]
         cuts[regime] = cut
+        base_spikes[regime] = {s: int(base[s]["spikes"]) for s in seeds}
         conditions[f"{name}: cuts spikes by >= {CUT:.0%} in every seed"] = every_seed(
             base[s]["spikes"] > 0 and cut[s] >= CUT for s in seeds)
         conditions[f"{name}: final loss no more than {WORSE - 1:.0%} worse"] = side(worse, WORSE, above=False)
@@ -115,7 +117,15 @@ def m10(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
     seeds = sorted(set.intersection(*seed_sets)) if len(seed_sets) == 2 else []
     both = [min(cuts["imitated"][s], cuts["toy"][s]) for s in seeds]
     value = float(np.mean(both)) if both else None
-    return combine(conditions, seeds, value, t_interval(both), ". ".join(said))
+    j = combine(conditions, seeds, value, t_interval(both), ". ".join(said))
+    every = sorted(set().union(*seed_sets)) if seed_sets else []
+    held = {s: all(base_spikes.get(r, {}).get(s, 0) >= 1 for r in ("imitated", "toy")) for s in every}
+    reached = ("baseline spike episodes per run (spikes.detect, injected batches not counted): " + "; ".join(
+        f"{'(a) imitated' if r == 'imitated' else '(b) toy'} "
+        + ("/".join(str(base_spikes[r][s]) if s in base_spikes[r] else "not run" for s in every)
+           if r in base_spikes else "not run") for r in ("imitated", "toy"))
+        + f" (seeds {every}; premise: >= 1 in every run)")
+    return in_regime(j, held, reached)
 
 
 def _finals(arm: dict[int, dict], seeds: list[int]) -> str:

@@ -118,7 +118,7 @@ def test_a_tiny_grid_of_the_experiment_gives_a_valid_verdict(cfg_factory, tmp_pa
     runs = results.runs(root, experiment="s1_surge")
     j = s1(results.load(root, experiment="s1_surge"), runs)
     assert len(runs) == 81 and j.seeds == [0, 1, 2]
-    assert j.verdict in ("replicated", "not replicated", "inconclusive") and j.value > 0 and "sgd" in j.detail
+    assert j.verdict in ("replicated", "not replicated", "inconclusive", "out of regime") and j.value > 0 and "sgd" in j.detail
 
 
 def test_premise_every_optimum_inside_the_grid():

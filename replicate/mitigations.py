@@ -212,11 +212,6 @@ def build(cfg: Mapping | None) -> Mitigations:
     return out
 
 
-def options(cfg: Mapping | None) -> dict[str, dict]:
-    """The chosen mitigations (``cfg['mitigation']``) as {name: options}, checked (see ``build``)."""
-    return build(cfg).chosen
-
-
 # ------------------------------------------------------------------------------------- gradient
 def _check_clip(*, max_norm: float = 1.0) -> None:
     if not (isinstance(max_norm, (int, float)) and max_norm > 0):

@@ -8,11 +8,23 @@ experiment, tier gpu, the statement suffixed with ``GPU``. ``figures=[...]`` nam
 figure kinds its section always shows (a placeholder where the data is missing), beside those its
 experiment's data calls for. ``pending(id, ...)`` registers a claim of CLAIMS.md whose experiment
 does not exist yet: it shows as ``not run (no experiment yet)``.
+
+Spike definitions (CLAIMS.md, "Spike definitions"): a claim registered with ``spikes=True`` is
+judged once under each of ``spikes.DEFINITIONS`` (R3, R10, R100, Z6), its judge called as
+``judge(metrics, runs, definition=name)``. Its verdict is R3's (``spikes.PRIMARY``, fixed before
+any run); ``Verdict.by_definition`` holds all four (verdict, value, interval, premise) and
+``Verdict.robustness`` says ``robust`` when the other three agree with R3, else which differ and
+how. No verdict is ever picked from another definition.
+
+Thresholds (issue 15): a judge whose pre-set threshold a true claim cannot pass on its workload
+sets ``Judgement.flag`` (why, and where the derivation is) and ``Judgement.corrected`` (the verdict
+under the derived threshold). The verdict stays the pre-set threshold's; both are shown.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 import pkgutil
 from dataclasses import asdict, dataclass, field
@@ -21,7 +33,7 @@ from typing import Callable, Iterable, Sequence
 
 import pandas as pd
 
-from .. import results
+from .. import results, spikes
 
 VERDICTS = ("replicated", "not replicated", "out of regime", "inconclusive", "answered")
 # The GPU tier's workload (conf/experiment/*_gpu.yaml), appended to a twin's statement.
@@ -40,6 +52,8 @@ class Judgement:
     detail: str = ""
     premise: str = ""  # what the runs reached of the claim's premise (CLAIMS.md), per seed
     premise_held: bool | None = None  # None: the claim has no premise (or its judge does not measure it)
+    flag: str = ""  # set when a true claim could not pass the pre-set threshold: why, and the derivation's link
+    corrected: str | None = None  # with ``flag``: the verdict under the derived threshold
 
 
 @dataclass
@@ -51,8 +65,9 @@ class Claim:
     metric: str
     threshold: str
     tier: str
-    judge: Callable[[pd.DataFrame, pd.DataFrame], Judgement] | None
+    judge: Callable[..., Judgement] | None
     figures: list[str] = field(default_factory=list)
+    spikes: bool = False  # judged under each of spikes.DEFINITIONS (judge(..., definition=name))
 
 
 @dataclass
@@ -73,12 +88,18 @@ class Verdict:
     runs: list[str] = field(default_factory=list)
     premise: str = ""
     premise_held: bool | None = None
+    flag: str = ""
+    corrected: str | None = None
+    # spike claims: definition -> {verdict, value, ci_low, ci_high, premise_held}; {} for the others
+    by_definition: dict[str, dict] = field(default_factory=dict)
+    robustness: str = ""  # "robust", "R10: not replicated; Z6: ..." (the ones that differ), "" (no spikes)
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for k in ("value", "ci_low", "ci_high"):
-            if isinstance(d[k], float) and not math.isfinite(d[k]):
-                d[k] = None
+        for row in (d, *d["by_definition"].values()):
+            for k in ("value", "ci_low", "ci_high"):
+                if isinstance(row.get(k), float) and not math.isfinite(row[k]):
+                    row[k] = None
         return d
 
 
@@ -86,17 +107,21 @@ CLAIMS: dict[str, Claim] = {}
 
 
 def claim(id: str, *, experiment: str | None, source: str, statement: str, metric: str, threshold: str,
-          tier: str = "cpu", gpu: str | None = None, figures: Sequence[str] = ()):
+          tier: str = "cpu", gpu: str | None = None, figures: Sequence[str] = (), spikes: bool = False):
     """Register ``judge`` as the verdict function of claim ``id`` (and, with ``gpu``, of its GPU
-    twin ``<id>_gpu`` on experiment ``gpu``)."""
+    twin ``<id>_gpu`` on experiment ``gpu``). ``spikes``: the claim counts loss spikes, and its
+    judge takes ``definition`` (a name of ``spikes.DEFINITIONS``)."""
 
     def register(judge):
+        if spikes and "definition" not in inspect.signature(judge).parameters:
+            raise TypeError(f"claim {id} is registered with spikes=True: its judge needs a `definition` parameter")
         for cid in (id, f"{id}_gpu") if gpu is not None else (id,):
             if cid in CLAIMS and CLAIMS[cid].judge is None:
                 raise ValueError(f"claim {cid} is both pending and judged: delete the pending copy")
-        CLAIMS[id] = Claim(id, experiment, source, statement, metric, threshold, tier, judge, list(figures))
+        CLAIMS[id] = Claim(id, experiment, source, statement, metric, threshold, tier, judge, list(figures), spikes)
         if gpu is not None:
-            CLAIMS[f"{id}_gpu"] = Claim(f"{id}_gpu", gpu, source, statement + GPU, metric, threshold, "gpu", judge)
+            CLAIMS[f"{id}_gpu"] = Claim(f"{id}_gpu", gpu, source, statement + GPU, metric, threshold, "gpu", judge,
+                                        spikes=spikes)
         return judge
 
     return register
@@ -138,14 +163,38 @@ def evaluate(root: Path | str = "results", ids: Iterable[str] | None = None,
             out.append(v)
             continue
         metrics = results.load(root, experiment=c.experiment, seeds=seeds)
-        j = c.judge(metrics, done)
+        j = judge(c, metrics, done)
+        if isinstance(j, dict):
+            v.by_definition = {d: {"verdict": jd.verdict, "value": jd.value, "ci_low": jd.ci_low,
+                                   "ci_high": jd.ci_high, "premise_held": jd.premise_held} for d, jd in j.items()}
+            v.robustness = robustness({d: jd.verdict for d, jd in j.items()})
+            j = j[spikes.PRIMARY]
         v.value, v.ci_low, v.ci_high, v.verdict, v.detail = j.value, j.ci_low, j.ci_high, j.verdict, j.detail
         v.premise, v.premise_held = j.premise, j.premise_held
+        v.flag, v.corrected = j.flag, j.corrected
         v.seeds = [int(s) for s in j.seeds]
         v.runtime_s = float(done["wall_time_s"].fillna(0).sum())
         v.runs = sorted(done["run_id"])
         out.append(v)
     return out
+
+
+def judge(c: Claim, metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement | dict[str, Judgement]:
+    """``c``'s judgement of these runs; for a spike claim, definition -> judgement, one per
+    ``spikes.DEFINITIONS`` (the primary's is the verdict)."""
+    if not c.spikes:
+        return c.judge(metrics, runs)
+    return {d: c.judge(metrics, runs, definition=d) for d in spikes.DEFINITIONS}
+
+
+def robustness(by_definition: dict[str, str]) -> str:
+    """``robust`` when every definition gives the primary's verdict, else the others' verdicts
+    that differ (``R10: not replicated; Z6: out of regime``); "" without definitions."""
+    if not by_definition:
+        return ""
+    primary = by_definition[spikes.PRIMARY]
+    differ = [f"{d}: {v}" for d, v in by_definition.items() if d != spikes.PRIMARY and v != primary]
+    return "; ".join(differ) if differ else "robust"
 
 
 # CLAIMS.md's order: Molybog, Bai, Wortsman, Li, the Slingshot, Marek, Kimi K2's QK-Clip, the questions

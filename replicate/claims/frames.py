@@ -39,16 +39,16 @@ def last_probe(w: pd.DataFrame, column: str) -> pd.DataFrame:
     return have.sort_values("step").groupby("run_id").tail(1)
 
 
-def spiking_runs(metrics: pd.DataFrame, runs: pd.DataFrame):
-    """(seed, one run's wide frame indexed by step, its loss episodes (``spikes.detect``)) for
-    every run."""
+def spiking_runs(metrics: pd.DataFrame, runs: pd.DataFrame, definition: str = spikes.PRIMARY):
+    """(seed, one run's wide frame indexed by step, its loss episodes under ``definition``
+    (``spikes.episodes``; R3 by default)) for every run."""
     if metrics.empty:
         return
     w = wide(metrics, runs)
     for _, g in w.groupby("run_id", sort=True):
         g = g.sort_values("step").set_index("step")
         loss = g["loss"].dropna()
-        yield int(g["seed"].iloc[0]), g, spikes.detect(loss.to_numpy(), loss.index.to_numpy())
+        yield int(g["seed"].iloc[0]), g, spikes.episodes(loss.to_numpy(), loss.index.to_numpy(), definition)
 
 
 def onset_crossing(x: pd.Series, lo: int, hi: int, level: float) -> int | None:

@@ -15,6 +15,13 @@ scorecard then carries a held-out column read from that file: per row ``heldout`
 the file or the claim's row is missing) and ``stable``: true when both seed sets give the same
 verdict, false when they differ (the claim is *unstable*), None when either was not run. The
 primary verdict is never changed by it.
+
+Spike definitions (CLAIMS.md): a spike claim's row carries ``by_definition`` (R3, R10, R100, Z6 ->
+verdict, value, interval, premise_held) and ``robustness`` (``robust``, or the definitions that
+differ from R3's verdict, which is the row's verdict); the held-out column carries them too, and
+the page ends with the grid of verdicts by definition and seed set. A threshold that a true claim
+could not pass on its workload is flagged (``flag``: why, and where the derivation is) with the
+verdict under the derived threshold (``corrected``) beside the pre-set one.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import warnings
 from pathlib import Path
 from typing import Iterable
 
-from . import results
+from . import results, spikes
 from .claims import CLAIMS, _load_modules, _order, evaluate
 
 # Experiments without a verdict that `make replicate` runs beside the claims' (tier cpu), each
@@ -35,9 +42,12 @@ from .claims import CLAIMS, _load_modules, _order, evaluate
 # replicate/leaderboard.py).
 EXTRA_EXPERIMENTS = {"mitigations": ("mitigations", "mitigations_lr")}
 
-KEYS = ("claim", "source", "metric", "value", "ci_low", "ci_high", "threshold", "verdict", "seeds", "runtime_s")
+KEYS = ("claim", "source", "statement", "metric", "value", "ci_low", "ci_high", "threshold", "verdict", "seeds",
+        "runtime_s", "experiment", "detail", "runs", "premise", "premise_held", "robustness", "by_definition",
+        "flag", "corrected")
 HELDOUT = "heldout"  # <results_dir>/heldout/scorecard.{json,md}: the scorecard of the held-out seeds
-HELDOUT_KEYS = ("verdict", "value", "ci_low", "ci_high", "seeds")  # a held-out row's fields in the main one
+# a held-out row's fields in the main one
+HELDOUT_KEYS = ("verdict", "value", "ci_low", "ci_high", "seeds", "premise_held", "robustness", "by_definition")
 
 
 def experiments(claims: str | None = None, tier: str = "cpu") -> list[str]:
@@ -108,6 +118,7 @@ def with_heldout(rows: list[dict], seed_set: tuple[int, ...], heldout: dict[str,
         column = {"seed_set": list(seed_set), **{k: (h or {}).get(k) for k in HELDOUT_KEYS}}
         column["verdict"] = (h or {}).get("verdict") or "not run"
         column["seeds"] = list(column["seeds"] or [])
+        column["by_definition"] = dict(column["by_definition"] or {})
         out.append({**r, "heldout": column, "stable": stability(r["verdict"], column["verdict"])})
     return out
 
@@ -122,6 +133,42 @@ def _premise_cell(r: dict) -> str:
     """Whether the runs reached the claim's premise: reached, **not reached**, or – (none measured)."""
     held = r.get("premise_held")
     return "–" if held is None else ("reached" if held else "**not reached**")
+
+
+def _robust_cell(r: dict) -> str:
+    """``robust``, the definitions whose verdict differs from R3's, or – (no spikes counted)."""
+    return r.get("robustness") or "–"
+
+
+def _threshold_cell(r: dict) -> str:
+    """The pre-set threshold, and where a true claim could not pass it, the flag and the verdict
+    under the derived threshold."""
+    if not r.get("flag"):
+        return str(r["threshold"])
+    return f"{r['threshold']} ⚑ *cannot be passed by a true claim* ({r['flag']}); corrected: **{r.get('corrected')}**"
+
+
+def definition_grid(rows: list[dict], seed_set: tuple[int, ...], heldout_seed_set: tuple[int, ...] = ()) -> list[str]:
+    """The markdown table of spike claims' verdicts by definition (columns) and seed set."""
+    spiky = [r for r in rows if r.get("by_definition")]
+    if not spiky:
+        return []
+    names = list(spikes.DEFINITIONS)
+    sets = [("", seed_set, lambda r: r.get("by_definition") or {})]
+    if heldout_seed_set:
+        sets.append(("h", heldout_seed_set, lambda r: (r.get("heldout") or {}).get("by_definition") or {}))
+    head = ["claim", *[f"{d} (seeds {_seeds_s(ss)})" for _, ss, _ in sets for d in names]]
+    out = ["## Verdicts by spike definition", "",
+           f"The verdict is {spikes.PRIMARY}'s (`{spikes.PRIMARY}` in `replicate/spikes.py`, fixed before any run); "
+           "the other definitions of CLAIMS.md are shown beside it, never used to choose it.", "",
+           "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in spiky:
+        cells = [r["claim"]]
+        for _, _, get in sets:
+            by = get(r)
+            cells += [(by.get(d) or {}).get("verdict", "not run") for d in names]
+        out.append("| " + " | ".join(cells) + " |")
+    return out + [""]
 
 
 def markdown(rows: list[dict], seed_set: tuple[int, ...], heldout_seed_set: tuple[int, ...] | None = None) -> str:
@@ -148,25 +195,29 @@ def markdown(rows: list[dict], seed_set: tuple[int, ...], heldout_seed_set: tupl
              "Every verdict is computed by `replicate/claims/` from the runs under `results/runs/` "
              f"({how}). Interval: 95% over seeds (bootstrap for fractions).", "",
              seeds_line, ""]
-    head = ["claim", "verdict", "premise", *([held] if main else []), "value", "interval", "threshold", "seeds",
-            "runtime (s)", "source"]
+    lines += [f"Column *robustness*: `robust` when the spike definitions R10, R100 and Z6 (CLAIMS.md) give "
+              f"{spikes.PRIMARY}'s verdict, else those that differ (grid below); – for claims that count no spikes. "
+              "⚑: a threshold a true claim could not pass on its workload, with the verdict under the derived one.", ""]
+    head = ["claim", "statement", "verdict", "premise", "robustness", *([held] if main else []), "value",
+            "interval", "threshold", "seeds"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         interval = f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]" if r["ci_low"] is not None else "–"
-        cells = [r["claim"], f"**{r['verdict']}**", _premise_cell(r), *([_heldout_cell(r)] if main else []),
-                 _fmt(r["value"]),
-                 interval, r["threshold"], _seeds_s(r["seeds"]), f"{r['runtime_s']:.0f}", r["source"]]
-        lines.append("| " + " | ".join(map(str, cells)) + " |")
+        cells = [r["claim"], r.get("statement", ""), f"**{r['verdict']}**", _premise_cell(r), _robust_cell(r),
+                 *([_heldout_cell(r)] if main else []), _fmt(r["value"]),
+                 interval, _threshold_cell(r), _seeds_s(r["seeds"])]
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     if main and heldout_seed_set:
         both = [r for r in rows if r.get("stable") is not None]
         unstable = [r["claim"] for r in both if r["stable"] is False]
         lines += ["", (f"Unstable (the verdict differs on seeds {_seeds_s(heldout_seed_set)}): {', '.join(unstable)}; "
                        if unstable else f"No verdict differs on seeds {_seeds_s(heldout_seed_set)}; ")
                   + f"{len(both)} claim{'s' * (len(both) != 1)} judged on both seed sets."]
-    lines += ["", "## What was run", ""]
+    lines += ["", *definition_grid(rows, seed_set, heldout_seed_set if main else ())]
+    lines += ["## What was run", ""]
     for r in rows:
-        what = f"`{r['experiment']}` ({len(r['runs'])} runs)" if r["runs"] else "nothing yet"
-        lines.append(f"- **{r['claim']}** — {r['statement']}. Metric: {r['metric']}. Run: {what}."
+        what = (f"`{r['experiment']}` ({len(r['runs'])} runs, {r['runtime_s']:.0f} s)" if r["runs"] else "nothing yet")
+        lines.append(f"- **{r['claim']}** ({r['source']}) — {r['statement']}. Metric: {r['metric']}. Run: {what}."
                      + (f" Premise: {r['premise']}." if r.get("premise") else "")
                      + (f" {r['detail']}." if r["detail"] else ""))
     return "\n".join(lines) + "\n"
@@ -189,9 +240,7 @@ def write(root: Path | str = "results", out: Path | str | None = None,
     rows = []
     for v in verdicts:
         d = v.to_dict()
-        rows.append({**{k: d[k] for k in KEYS}, "experiment": d["experiment"], "statement": d["statement"],
-                     "detail": d["detail"], "runs": d["runs"], "premise": d["premise"],
-                     "premise_held": d["premise_held"], "seed_set": list(seed_set)})
+        rows.append({**{k: d[k] for k in KEYS}, "seed_set": list(seed_set)})
     heldout_set = None
     if main:
         heldout_set, heldout = read_heldout(root)

@@ -194,7 +194,7 @@ def test_scorecard_writes_both_files_from_a_results_folder(tmp_path):
     rows = json.loads(js.read_text())
     assert {r["claim"] for r in rows} == set(CLAIMS)
     assert all(r["verdict"].startswith("not run") for r in rows)  # nothing was run
-    assert "| claim | verdict |" in md.read_text()
+    assert "| claim | statement | verdict | premise | robustness |" in md.read_text()
     assert scorecard.experiments("m8,b1") == ["b1_quadratic", "m8_beta2_mlp"]
     with pytest.raises(SystemExit, match="CLAIMS=NOPE"):
         scorecard.experiments("nope")

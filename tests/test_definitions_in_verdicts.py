@@ -66,3 +66,61 @@ def test_m8_under_the_four_definitions():
     assert "R3" in by["R3"].premise and "Z6" in by["Z6"].premise
     said = robustness({d: j.verdict for d, j in by.items()})
     assert "R100: replicated" in said and "Z6: replicated" in said
+
+
+# ------------------------------------------------------------------ scorecard and report
+def _spike_count_judge(metrics: pd.DataFrame, runs: pd.DataFrame, definition: str = spikes.PRIMARY) -> Judgement:
+    """replicated when every run has >= 5 episodes under ``definition``; flags its threshold."""
+    s = spikes.summarize(metrics, definition=definition)
+    counts = (s["spikes_per_1k"] * s["n_steps"] / 1000).round()
+    seeds = sorted(int(x) for x in runs["seed"])
+    j = Judgement("replicated" if (counts >= 5).all() else "not replicated", float(counts.min()), seeds=seeds)
+    j.flag, j.corrected = "derivation in toy.yaml", "replicated"
+    return j
+
+
+@pytest.fixture
+def spiky_folder(tmp_path, monkeypatch):
+    """A toy spike claim ZS on runs of both seed sets whose loss has a noisy 4-6x band: R3 counts
+    it (replicated), R10 and R100 do not."""
+    from conftest import write_run
+    from replicate import results
+    from replicate.claims.registry import Claim
+
+    monkeypatch.setitem(CLAIMS, "ZS", Claim("ZS", "toy_spikes", "Toy et al.", "claim ZS", "episodes",
+                                            ">= 5 per run", "cpu", _spike_count_judge, spikes=True))
+    root = tmp_path / "results"
+    for seed in (*results.PRIMARY_SEEDS, *results.HELDOUT_SEEDS):
+        rng = np.random.default_rng(seed)
+        loss = smooth(2000, seed) * 1e-3
+        hit = rng.random(2000) < 0.05
+        hit[:200] = False
+        loss[hit] *= rng.uniform(4, 6, hit.sum())
+        write_run(root, "toy_spikes", seed, {"x": 1}, pd.DataFrame({"step": np.arange(2000), "loss": loss}))
+    return root
+
+
+def test_the_scorecard_and_report_show_every_definition_on_both_seed_sets(spiky_folder):
+    import json
+
+    from replicate import report, scorecard
+
+    scorecard.write(spiky_folder, seeds=(10, 11, 12))
+    js, md = scorecard.write(spiky_folder)
+    row = next(r for r in json.loads(js.read_text()) if r["claim"] == "ZS")
+    assert row["verdict"] == row["by_definition"]["R3"]["verdict"] == "replicated"
+    assert row["by_definition"]["R100"]["verdict"] == "not replicated"
+    assert set(row["by_definition"]) == set(spikes.DEFINITIONS)
+    assert "R100: not replicated" in row["robustness"]
+    assert row["heldout"]["by_definition"]["R10"]["verdict"] == "not replicated"
+    assert row["flag"] == "derivation in toy.yaml" and row["corrected"] == "replicated"
+    text = md.read_text()
+    assert "## Verdicts by spike definition" in text
+    assert "| ZS | replicated | " in text and "| R3 (seeds 0,1,2) | R10 (seeds 0,1,2) |" in text
+    assert "⚑" in text and "corrected: **replicated**" in text
+    report.build(spiky_folder, workers=1)
+    html = (spiky_folder / "report" / "index.html").read_text()
+    section = html[html.index('id="claim-ZS"'):]
+    section = section[:section.index("</section>")]
+    assert "spike definition" in section and section.count("<tr><td>") == len(spikes.DEFINITIONS)
+    assert "R3 (the verdict)" in section and "⚑" in section

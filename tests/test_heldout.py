@@ -120,7 +120,8 @@ def test_the_main_scorecard_gets_the_held_out_column_and_flags_unstable_claims(m
         assert r["seed_set"] == list(PRIMARY) and r["seeds"] == list(PRIMARY) and r["verdict"] == "replicated"
         assert r["heldout"]["verdict"] == "not run" and r["heldout"]["seed_set"] == [] and r["stable"] is None
     text = md.read_text()
-    assert "| claim | verdict | premise | held-out | value |" in text and "| ZB | **replicated** | – | not run |" in text
+    assert "| claim | statement | verdict | premise | robustness | held-out | value |" in text
+    assert "| ZB | claim ZB | **replicated** | – | – | not run |" in text
 
     hjs, hmd = scorecard.write(mixed, seeds=HELDOUT)
     assert hjs == mixed / "heldout" / "scorecard.json" and hmd.exists()
@@ -133,15 +134,16 @@ def test_the_main_scorecard_gets_the_held_out_column_and_flags_unstable_claims(m
     after = _rows(js)
     assert after["ZA"]["heldout"]["verdict"] == "replicated" and after["ZA"]["stable"] is True
     assert after["ZB"]["heldout"] == {"seed_set": list(HELDOUT), "verdict": "not replicated", "value": 0.0,
-                                      "ci_low": None, "ci_high": None, "seeds": list(HELDOUT)}
+                                      "ci_low": None, "ci_high": None, "seeds": list(HELDOUT),
+                                      "premise_held": None, "robustness": "", "by_definition": {}}
     assert after["ZB"]["stable"] is False
     for cid in after:  # the primary verdict and numbers are never changed by the held-out column
         assert {k: v for k, v in after[cid].items() if k not in ("heldout", "stable")} == \
                {k: v for k, v in before[cid].items() if k not in ("heldout", "stable")}
     text = md.read_text()
-    assert "| claim | verdict | premise | held-out (seeds 10,11,12) | value |" in text
-    assert "| ZA | **replicated** | – | replicated |" in text
-    assert "| ZB | **replicated** | – | not replicated — **unstable** |" in text
+    assert "| claim | statement | verdict | premise | robustness | held-out (seeds 10,11,12) | value |" in text
+    assert "| ZA | claim ZA | **replicated** | – | – | replicated |" in text
+    assert "| ZB | claim ZB | **replicated** | – | – | not replicated — **unstable** |" in text
     assert "Unstable (the verdict differs on seeds 10,11,12): ZB; 2 claims judged on both seed sets." in text
 
     with pytest.raises(ValueError, match="overlap"):

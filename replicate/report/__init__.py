@@ -8,6 +8,12 @@ then one section per claim (anchor ``claim-<ID>``) with what was run and its exp
 then the mitigation leaderboard and the optimizer throughput. The page is self-contained (relative links,
 readable from file:// without a server).
 
+The table leads with what a reader needs: each claim's one-line statement, its verdict, whether
+the runs reached the claim's premise, its robustness over the four spike definitions (``robust`` or
+those that differ from R3's verdict), the held-out seeds' verdict, the value with its interval and
+the threshold (⚑ where a true claim could not pass it, with the verdict under the derived one).
+Each spike claim's section has the grid of its verdicts by definition (rows) and seed set (columns).
+
 Figures are ``fig_*`` functions in ``replicate.report.figures``, one module per figure family,
 each declaring its ``KINDS`` beside its function; which ones an experiment gets
 depends on what its runs logged (``FIGURES``: probes, curvature, a sweep), plus the ones a claim
@@ -42,7 +48,7 @@ from matplotlib.transforms import Bbox
 from PIL import Image
 from markupsafe import escape
 
-from .. import results
+from .. import results, spikes
 from .figures import (arm_labels, bench_table, episodes, fig_curvature, fig_grad_rms, fig_leaderboard,  # noqa: F401
                       fig_loss_curves, fig_rms_lead, fig_spike_rates, fig_throughput, fig_update_histograms,
                       lighten_ticks, spike_table, varied_keys, SWEEP_KEYS, _natural_arms)
@@ -207,7 +213,15 @@ def _claim_rows(scorecard: list[dict], figs: dict[str, dict[str, dict]], runs: p
         held_seeds = held.get("seeds") or []
         held_s = (f"{held_verdict}: measured {_fmt(held.get('value'))} (seeds {', '.join(map(str, held_seeds))})"
                   if held_seeds else held_verdict)
+        by, held_by = r.get("by_definition") or {}, held.get("by_definition") or {}
+        grid = [{"definition": d, **{f"{k}verdict": (b.get(d) or {}).get("verdict") or "not run" for k, b in
+                                      (("", by), ("heldout_", held_by))}} for d in by]
+        for g in grid:
+            g["vclass"], g["heldout_vclass"] = (VCLASS.get(g["verdict"], "v-not-run"),
+                                                VCLASS.get(g["heldout_verdict"], "v-not-run"))
         rows.append({**r, "anchor": f"claim-{r['claim']}", "notrun": notrun, "vclass": VCLASS.get(verdict, "v-not-run"),
+                     "robust_s": r.get("robustness") or "–", "grid": grid,
+                     "corrected_vclass": VCLASS.get(r.get("corrected") or "", "v-not-run"),
                      "heldout_verdict": held_verdict, "heldout_vclass": VCLASS.get(held_verdict, "v-not-run"),
                      "heldout_s": held_s, "unstable": r.get("stable") is False,
                      "premise_s": {None: "–", True: "reached", False: "not reached"}[r.get("premise_held")],
@@ -335,7 +349,7 @@ def build(root: Path | str = "results", workers: int | None = None, tables: bool
         root_name=root.name, built=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         n_runs=int(runs["status"].isin(results.FINISHED).sum()) if not runs.empty else 0,
         n_experiments=len(experiments), claims=_claim_rows(scorecard, figs, runs), extra=extra,
-        seeds_s=",".join(map(str, SEEDS)), heldout_head=_heldout_head(scorecard),
+        seeds_s=",".join(map(str, SEEDS)), heldout_head=_heldout_head(scorecard), primary=spikes.PRIMARY,
         has_scorecard_md=(root / "scorecard.md").exists(), has_scorecard_json=card_path.exists())
     results.atomic_write(root / "report" / "index.html", html)
     entries = [f for v in figs.values() for f in v.values()] + [lb, tp]

@@ -57,3 +57,23 @@ def spiky_loss(seed: int, starts=SPIKES) -> np.ndarray:
 def runs_frame(series, seeds, **cols) -> pd.DataFrame:
     return pd.DataFrame([{"run_id": rid, "seed": seeds[rid], "status": "done", **{k: v[rid] for k, v in cols.items()}}
                          for rid in series])
+
+
+# The premise of M7, W1, B2 and M11 (CLAIMS.md): >= 10 spikes per seed under the definition used, none
+# on an injected batch. SPIKES_10: 11 isolated rise starts in N steps (the loss jumps in one step, as
+# at SPIKES); ``premise_starts`` leaves a seed with 9 of them, ``inject_at`` marks some as injected.
+SPIKES_10 = tuple(range(150, N, 100))
+
+
+def premise_starts(seed: int, few: int | None = None) -> tuple[int, ...]:
+    """SPIKES_10, or its first 9 (one short of the premise) for the seed ``few``."""
+    return SPIKES_10[:9] if seed == few else SPIKES_10
+
+
+def inject_at(runs: pd.DataFrame, steps_by_seed: dict[int, list[int]]) -> pd.DataFrame:
+    """``runs`` with ``data.inject_at`` (``steps_by_seed``' steps for those seeds, none for the others)
+    and ``data.inject_every`` 0, as results.runs gives a Markov run's config."""
+    out = runs.copy()
+    out["data.inject_at"] = [list(steps_by_seed.get(int(s), [])) for s in out["seed"]]
+    out["data.inject_every"] = 0
+    return out

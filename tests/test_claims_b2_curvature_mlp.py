@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from claims_synthetic import N, SPIKES, runs_frame, spiky_loss
+from claims_synthetic import N, SPIKES_10 as SPIKES, inject_at, premise_starts, runs_frame, spiky_loss
 from conftest import tidy
 
 from replicate.claims import CLAIMS, _load_modules
@@ -18,14 +18,16 @@ def test_the_judge_is_registered_with_its_experiment():
     assert CLAIMS["B2"].experiment == "b2_curvature_mlp" and CLAIMS["B2"].judge is b2
 
 
-def _b2_runs(kind: str, seeds=(0, 1, 2), every: int = 1):
+def _b2_runs(kind: str, seeds=(0, 1, 2), every: int = 1, few: int | None = None):
     """kind: 'good' (lambda_grad > 2/eta at the 3 parameter steps before each rise, lambda_max always
-    above), 'late' (lambda_grad over 2/eta only once the rise has started), 'same' (lambda_max = lambda_grad)."""
+    above), 'late' (lambda_grad over 2/eta only once the rise has started), 'same' (lambda_max = lambda_grad).
+    11 spikes per seed (the premise: >= 10), 9 in the seed ``few``."""
     series, seed_of = {}, {}
     thr = 2 / 1e-3
     for seed in seeds:
         grad = np.full(N, 0.1 * thr)
-        for t in SPIKES:
+        starts = premise_starts(seed, few)
+        for t in starts:
             if kind == "late":  # logged at rs - 1 = the parameters of step rs: not before the rise
                 grad[t - 1:t + 2] = 5 * thr
             else:  # logged steps rs-4 .. rs-2 = parameter steps rs-3 .. rs-1
@@ -33,7 +35,7 @@ def _b2_runs(kind: str, seeds=(0, 1, 2), every: int = 1):
         lmax = grad.copy() if kind == "same" else np.full(N, 19 * thr)
         probe = np.arange(N) % every == 0
         rid = f"b2-{seed}"
-        series[rid] = {"loss": spiky_loss(seed), "lambda_grad_Hhat": np.where(probe, grad, np.nan),
+        series[rid] = {"loss": spiky_loss(seed, starts), "lambda_grad_Hhat": np.where(probe, grad, np.nan),
                        "lambda_max_Hhat": np.where(probe, lmax, np.nan),
                        "threshold_2_over_lr": np.where(probe, thr, np.nan),
                        "threshold_momentum": np.where(probe, 19 * thr, np.nan)}
@@ -53,6 +55,20 @@ def test_b2_not_replicated_when_lambda_grad_only_rises_with_the_loss_or_is_no_mo
     assert late.verdict == "not replicated" and late.value == 0.0
     same = b2(*_b2_runs("same"))  # every spike preceded, but lambda_max is exactly as precise
     assert same.value == 1.0 and same.verdict == "not replicated"
+
+
+def test_b2_premise_ten_spikes_per_seed_injected_batches_not_counted():
+    j = b2(*_b2_runs("good"))
+    assert j.premise_held and "R3 spike episodes per seed (0/1/2): 11/11/11" in j.premise
+    j = b2(*_b2_runs("good", few=0))
+    assert j.verdict == "out of regime" and j.premise_held is False
+    assert "by its threshold: replicated" in j.detail and "9/11/11" in j.premise
+    j = b2(*_b2_runs("late", few=2))
+    assert j.verdict == "out of regime" and "by its threshold: not replicated" in j.detail
+    metrics, runs = _b2_runs("good")
+    j = b2(metrics, inject_at(runs, {1: list(SPIKES[:2])}))
+    assert j.verdict == "out of regime" and "11/9/11" in j.premise and "injected batches not counted" in j.premise
+    assert b2(metrics, inject_at(runs, {1: [SPIKES[0]]})).verdict == "replicated"  # 10 left: held
 
 
 def test_b2_inconclusive_with_too_few_seeds_or_no_curvature():

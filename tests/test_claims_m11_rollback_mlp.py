@@ -17,15 +17,19 @@ from replicate.data import Regression
 
 _load_modules()
 N, RESTORE, SPIKE, LOSS = 300, 100, 200, 0.05
+# the run's other spikes (the premise: >= 10 per seed in the replay run), 50x for one step each
+OTHERS = tuple(t for t in range(20, N, 20) if t != SPIKE)  # 13
 
 
-def run_rows(mode: str, outcomes: list[str], exact: bool = True) -> dict[str, np.ndarray]:
+def run_rows(mode: str, outcomes: list[str], exact: bool = True, others=OTHERS) -> dict[str, np.ndarray]:
     """A run's wide metrics: events at RESTORE (the last one's row survives, as in the loop), the
-    counts of recurred / clean outcomes on the rows where they are decided."""
+    counts of recurred / clean outcomes on the rows where they are decided; the loss spikes at
+    ``others`` (and at SPIKE when its last event recurred)."""
     nan = np.full(N, np.nan)
     m = {k: nan.copy() for k in ("rollbacks", "rollback_recurred", "rollback_clean", "rollback_spike_step",
                                  "rollback_spike_loss")}
     m["loss"] = 1e-3 * np.ones(N)
+    m["loss"][list(others)] = LOSS
     rec = sum(o == "recur" for o in outcomes[:-1])
     clean = sum(o == "clean" for o in outcomes[:-1])
     m["rollbacks"][RESTORE] = len(outcomes)
@@ -40,16 +44,21 @@ def run_rows(mode: str, outcomes: list[str], exact: bool = True) -> dict[str, np
     return m
 
 
-def frames(spec: dict[tuple[str, int], list[str]], exact: bool = True):
+def frames(spec: dict[tuple[str, int], list[str]], exact: bool = True, few: int | None = None,
+           inject: dict[int, list[int]] | None = None):
+    """``few``: that seed's runs spike 9 times (one short of the premise); ``inject``: per seed, the
+    steps its runs' config marks as injected batches (``data.inject_at``)."""
     tidy, runs = [], []
     for (mode, seed), outcomes in spec.items():
         rid = f"{mode}{seed}"
-        for name, values in run_rows(mode, outcomes, exact).items():
+        others = OTHERS[:8] if seed == few else OTHERS
+        for name, values in run_rows(mode, outcomes, exact, others).items():
             ok = np.isfinite(values)
             tidy.append(pd.DataFrame({"run_id": rid, "experiment": "m11_rollback_mlp", "seed": seed,
                                       "status": "done", "step": np.arange(N)[ok], "metric": name,
                                       "value": values[ok]}))
-        runs.append({"run_id": rid, "seed": seed, "status": "done", "mitigation.rollback.mode": mode})
+        runs.append({"run_id": rid, "seed": seed, "status": "done", "mitigation.rollback.mode": mode,
+                     "data.inject_at": list((inject or {}).get(seed, [])), "data.inject_every": 0})
     return pd.concat(tidy, ignore_index=True), pd.DataFrame(runs)
 
 
@@ -91,6 +100,27 @@ def test_m11_inconclusive_with_too_few_seeds_or_an_interval_across_the_threshold
     # undecided events (the run ended inside the window) are not counted
     j = m11(*frames(spec(skip=[["clean"], ["clean"], ["open"]], feed=[["clean"]] * 3)))
     assert j.verdict == "inconclusive" and j.seeds == [0, 1] and "1 undecided" in j.detail
+
+
+def test_m11_premise_ten_spikes_per_seed_in_the_replay_run_injected_batches_not_counted():
+    seven = [["clean"] * 7] * 3
+    j = m11(*frames(spec(skip=seven, feed=seven)))
+    assert j.premise_held and "per seed (0/1/2): 14/14/14" in j.premise and "replay run" in j.premise
+    j = m11(*frames(spec(skip=seven, feed=seven), few=1))
+    assert j.verdict == "out of regime" and j.premise_held is False
+    assert "by its threshold: replicated" in j.detail and "14/9/14" in j.premise  # 8 others + the spike
+    j = m11(*frames(spec(skip=seven, feed=seven), few=1, exact=False))
+    assert j.verdict == "out of regime" and "by its threshold: not replicated" in j.detail
+    # the skip runs' spikes are not the premise's: only the replay run (the spiking run's timeline) counts
+    cut = frames(spec(skip=seven, feed=seven))
+    metrics, runs = cut
+    keep = ~((metrics["run_id"] == "replay2") & (metrics["metric"] == "loss") & (metrics["step"] < 150))
+    j = m11(metrics[keep], runs)
+    assert j.verdict == "out of regime" and "14/14/7" in j.premise
+    j = m11(*frames(spec(skip=seven, feed=seven), inject={0: [20, 40, 60, 80, 100]}))
+    assert j.verdict == "out of regime" and "9/14/14" in j.premise and "injected batches not counted" in j.premise
+    j = m11(*frames(spec(skip=seven, feed=seven), inject={0: [20, 40, 60, 80]}))
+    assert j.verdict == "replicated" and "10/14/14" in j.premise
 
 
 def test_m11_is_registered_with_its_experiment():
@@ -181,11 +211,13 @@ def test_a_recurring_spike_is_rolled_back_again_only_with_roll_recurring(roll):
 
 def test_m11_end_to_end_on_a_bad_batch_says_not_replicated(cfg_factory, planted, tmp_path):
     """Three seeds of the three modes on the planted bad batch: feeding it from an earlier state
-    spikes again (bad data, not a batch meeting a state), so the judge says not replicated."""
+    spikes again (bad data, not a batch meeting a state), so the threshold says not replicated; one
+    spike in 60 steps is short of the premise (>= 10 per seed), so the verdict is out of regime."""
     root = tmp_path / "res"
     for seed in (0, 1, 2):
         for mode in ("replay", "skip", "feed"):
             train.run(cfg_factory(*ROLLBACK, f"mitigation.rollback.mode={mode}", f"seed={seed}", results_dir=root))
     (v,) = evaluate(root, ids=["M11"])
-    assert v.verdict == "not replicated" and v.value == 0.0 and v.seeds == [0, 1, 2]
+    assert v.verdict == "out of regime" and "by its threshold: not replicated" in v.detail and not v.premise_held
+    assert v.value == 0.0 and v.seeds == [0, 1, 2]
     assert "(b) skip: 3/3 clean" in v.detail and "(c) feed: 0/3 clean, 3 recurred" in v.detail

@@ -102,3 +102,14 @@ def test_m6_end_to_end_on_tiny_runs(cfg_factory, tmp_path):
     assert len(runs) == 9 and set(runs["status"]) == {"done"}
     j = m6(results.load(tmp_path, experiment="m6_burst"), runs)
     assert j.verdict in VERDICTS and j.seeds == [0, 1, 2] and np.isfinite(j.value), j.detail
+
+
+def test_m6_spike_after_the_burst_under_each_definition():
+    """The spike after the burst (5x for 3 steps) is an episode under R3 and Z6, not under R10 or
+    R100: their verdict says no spike follows."""
+    from replicate.claims.registry import judge
+
+    by = judge(CLAIMS["M6"], *_frames())
+    assert by["R3"].verdict == by["Z6"].verdict == "replicated", by["Z6"].detail
+    for d in ("R10", "R100"):
+        assert by[d].verdict == "not replicated" and f"{d} spike after [False, False, False]" in by[d].detail

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from claims_synthetic import SPIKES_10, inject_at, premise_starts
 from conftest import tidy
 
 from replicate import train
@@ -36,20 +37,21 @@ def test_bimodality_onset_finds_the_half_way_crossing_and_none_for_a_flat_score(
 N = 1200
 
 
-SPIKES = (300, 500, 700, 900, 1100)  # isolated: the loss jumps 30x for 3 steps at each
+SPIKES = SPIKES_10  # 11 isolated spikes (the premise: >= 10 per seed): the loss jumps 30x for 3 steps at each
 
 
-def _m7_runs(kind: str, seeds=(0, 1, 2)):
+def _m7_runs(kind: str, seeds=(0, 1, 2), few: int | None = None):
     """kind 'lead': the embedding's fraction |r| > 0.9 rises 4 steps before each loss rise and
     stays up through the spike; 'after': it rises one step after the rise starts; 'same': a small bump
-    in the 5 steps before, its half-way rise at the rise's own step; 'none': flat."""
+    in the 5 steps before, its half-way rise at the rise's own step; 'none': flat. ``few``: that
+    seed spikes 9 times only (one short of the premise)."""
     series, seed_of, rows = {}, {}, []
     for seed in seeds:
         rng = np.random.default_rng(seed)
         loss = 1e-3 * np.exp(0.02 * rng.standard_normal(N))
         bim = 0.01 + 0.002 * rng.random(N)
         gnorm = 1.0 + 0.1 * rng.random(N)
-        for t in SPIKES:
+        for t in premise_starts(seed, few):
             loss[t:t + 3] *= 30.0
             gnorm[t:t + 3] *= 10.0
             if kind == "lead":
@@ -70,19 +72,45 @@ def test_m7_replicates_when_bimodality_rises_before_each_spike():
     j = m7(*_m7_runs("lead"))
     assert j.verdict == "replicated", j.detail
     assert j.value == pytest.approx(0.9, abs=0.03)  # 4 of the K = 5 positive steps score above every negative
-    assert "15 spikes: lead 15" in j.detail and "median per seed: 0: 4.0" in j.detail
+    assert "33 spikes: lead 33" in j.detail and "median per seed: 0: 4.0" in j.detail
+    assert j.premise_held and "R3 spike episodes per seed (0/1/2): 11/11/11" in j.premise
     assert "gradient-norm baseline AUROC" in j.detail
 
 
 def test_m7_not_replicated_when_bimodality_only_follows_the_loss_rise_or_is_flat():
     after = m7(*_m7_runs("after"))
     assert after.verdict == "not replicated" and abs(after.value - 0.5) < 0.1, after.detail
-    assert "lead 0, same step 0, after 15" in after.detail
+    assert "lead 0, same step 0, after 33" in after.detail
     same = m7(*_m7_runs("same"))  # the score separates the steps before spikes, but its rise does not lead
     assert same.verdict == "not replicated" and same.value > 0.95, same.detail
-    assert "AUROC >= 0.7: yes" in same.detail and "lead 0, same step 15, after 0" in same.detail
+    assert "AUROC >= 0.7: yes" in same.detail and "lead 0, same step 33, after 0" in same.detail
     flat = m7(*_m7_runs("none"))
     assert flat.verdict == "not replicated" and abs(flat.value - 0.5) < 0.1, flat.detail
+
+
+def test_m7_premise_ten_spikes_per_seed_injected_batches_not_counted():
+    """Held in every seed: the verdict stands (both sides); one seed with 9 spikes, or 2 of a seed's 11
+    on injected batches: out of regime, the threshold's verdict in the detail; 1 injected leaves 10."""
+    assert m7(*_m7_runs("lead")).premise_held
+    j = m7(*_m7_runs("lead", few=1))
+    assert j.verdict == "out of regime" and j.premise_held is False
+    assert "by its threshold: replicated" in j.detail and "11/9/11" in j.premise
+    j = m7(*_m7_runs("after", few=2))
+    assert j.verdict == "out of regime" and "by its threshold: not replicated" in j.detail
+    metrics, runs = _m7_runs("lead")
+    j = m7(metrics, inject_at(runs, {0: [SPIKES[0], SPIKES[5]]}))
+    assert j.verdict == "out of regime" and "9/11/11" in j.premise and "injected batches not counted" in j.premise
+    j = m7(metrics, inject_at(runs, {0: [SPIKES[0]], 2: [SPIKES[3] + 1]}))  # the second: not an episode's start
+    assert j.verdict == "replicated" and "10/11/11" in j.premise
+
+
+def test_m7_under_every_definition():
+    from replicate.claims.registry import judge
+    by = judge(CLAIMS["M7"], *_m7_runs("lead"))
+    assert set(by) == {"R3", "R10", "R100", "Z6"} and all(d in by[d].premise for d in by)
+    assert by["R3"].verdict == by["R10"].verdict == "replicated"  # 30x jumps: episodes under R3 and R10
+    # none is 100x: no episode, no AUROC (inconclusive, no seed judged), the premise not held
+    assert by["R100"].premise_held is False and "0/0/0" in by["R100"].premise
 
 
 def test_m7_inconclusive_with_too_few_seeds():

@@ -1,7 +1,10 @@
 """B2 (Bai et al. 2025, arXiv 2506.04805, §4): a loss spike follows the preconditioner decaying.
 
-Both read one spiking run at a time: its loss episodes (``spikes.detect`` with the spike of CLAIMS.md,
-loss > 3x the median of the previous 100 steps) and the probes logged beside the loss.
+B2 reads one spiking run at a time: its loss episodes under the spike definition judged
+(``spikes.episodes``: R3, loss > 3x the median of the previous 100 non-spiking losses until back
+under 1.2x it, for the verdict; R10, R100 and Z6 beside it) and the probes logged beside the loss.
+Premise (CLAIMS.md): >= 10 episodes per seed under the definition used, none starting on an injected
+batch (``m7_warning_gpt.spike_premise``); unless it held in every seed, ``out of regime``.
 
 B2, the preconditioned curvature (``lambda_grad_Hhat``, ``lambda_max_Hhat`` against
 ``threshold_2_over_lr`` = 2/eta). Timing: the curvature logged at step t is taken *after* the
@@ -9,7 +12,7 @@ optimizer's step t, i.e. at the parameters theta_{t+1} (whose loss is logged at 
 preconditioner v_t that the next step uses. So it describes parameter step s = t + 1, and "within
 K steps before the spike" means some probe with s in [rise_start - K, rise_start - 1], where
 rise_start is the episode's first step above 1.2x its baseline (the start of the rise, not the late
-3x crossing). Precision of a predictor: over the probe steps s outside any spike (not in
+factor crossing). Precision of a predictor: over the probe steps s outside any spike (not in
 [rise_start, end] of an episode) where it exceeds 2/eta, the fraction with a spike whose rise
 starts within the next K steps (s in [rise_start - K, rise_start - 1] of some episode).
 """
@@ -21,10 +24,12 @@ import math
 import numpy as np
 import pandas as pd
 
+from .. import spikes
 from ..stats import mean_interval
 from .frames import layer_order, spiking_runs
+from .m7_warning_gpt import not_injected, spike_premise
 from .registry import Judgement, claim
-from .verdicts import judged
+from .verdicts import in_regime, judged
 
 BAI = "Bai et al. 2025 (arXiv 2506.04805)"
 
@@ -94,20 +99,25 @@ def _fmt(x: float) -> str:
     return "nan" if x is None or not math.isfinite(x) else f"{x:.3g}"
 
 
-@claim("B2", experiment="b2_curvature_mlp", figures=["curvature"],
+@claim("B2", experiment="b2_curvature_mlp", figures=["curvature"], spikes=True,
        source=f"{BAI} §4",
        statement="Spikes follow the preconditioner decaying: g^2 << v, then lambda_max(Hhat) > 2/eta for a "
                  "sustained period, then the spike when lambda_grad(Hhat) = g'Hhat g/|g|^2 > 2/eta",
-       metric=f"per seed: fraction of loss spikes (> 3x the median of the previous 100 steps) with lambda_grad(Hhat) "
+       metric=f"per seed: fraction of loss spikes (R3 episodes: > 3x the median of the previous 100 non-spiking "
+              f"losses, until back under 1.2x; R10, R100, Z6 beside it) with lambda_grad(Hhat) "
               f"> 2/eta at a probe within the {B2_K} steps before the rise starts; value = mean over seeds; and "
               f"precision (probe steps over 2/eta followed by a rise within {B2_K} steps) of lambda_grad > lambda_max "
               "in every seed",
-       threshold=f">= {B2_NEED}, and lambda_grad more precise than lambda_max in every seed")
-def b2(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
+       threshold=f">= {B2_NEED}, and lambda_grad more precise than lambda_max in every seed; premise: >= 10 "
+                 "spikes per seed under the definition")
+def b2(metrics: pd.DataFrame, runs: pd.DataFrame, definition: str = spikes.PRIMARY) -> Judgement:
     per: dict[int, dict] = {}
     mom: dict[int, dict] = {}
     decay: list[tuple[bool, float]] = []
-    for seed, g, ep in spiking_runs(metrics, runs):
+    counts: dict[int, int] = {}
+    info = runs.set_index("run_id")
+    for seed, g, ep in spiking_runs(metrics, runs, definition):
+        counts[seed] = counts.get(seed, 0) + not_injected(ep, info.loc[g["run_id"].iloc[0]])
         per[seed] = b2_run(g, ep)
         decay += decay_runs(g, ep)
         if "threshold_momentum" in g.columns:
@@ -117,7 +127,7 @@ def b2(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
     value, lo, hi = mean_interval(frac, bounds=(0.0, 1.0))
     seeds = sorted(frac)
     verdict = judged(seeds, value >= B2_NEED and all(better.values()))
-    lines = []
+    lines = [f"{definition} episodes"]
     for s in sorted(per):
         r = per[s]
         lines.append(f"seed {s}: {r['hit']}/{r['covered']} spikes preceded ({r['spikes']} in all); precision "
@@ -136,4 +146,5 @@ def b2(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
         lines.append(f"seed {s} at Adam's momentum limit 2(1+b1)/((1-b1)eta) instead (not judged): "
                      f"{r['hit']}/{r['covered']} preceded; precision lambda_grad {_fmt(r.get('prec_grad'))} vs "
                      f"lambda_max {_fmt(r.get('prec_max'))}")
-    return Judgement(verdict, value, lo, hi, seeds, "; ".join(lines))
+    held, reached = spike_premise(counts, definition)
+    return in_regime(Judgement(verdict, value, lo, hi, seeds, "; ".join(lines)), held, reached)

@@ -18,6 +18,17 @@ trials (each goes back the full ``back`` steps from a spike of its own: ``roll_r
 events of one run share its history, so the interval is if anything too narrow). Inconclusive with fewer than MIN_SEEDS seeds with a decided
 event in every mode, or when the interval straddles 0.8 (3 clean of 3 gives [0.44, 1]: a few
 events cannot show >= 80%; 1 of 3 gives [0.06, 0.79]).
+
+The events and their outcomes are the loop's online spike test (``spikes.OnlineDetector``, R3's
+start test, set by ``mitigation.rollback.factor``/``window``), fixed when the runs were made and the
+same under every spike definition. What the definition judged (R3 for the verdict; R10, R100, Z6
+beside it, ``spikes.episodes``) decides is the premise (CLAIMS.md): the deterministic spiking run
+has >= 10 spike episodes per seed under the definition used, none starting on an injected batch
+(``m7_warning_gpt.spike_premise``), counted on the seed's replay run, whose loss is that run's own
+timeline bit for bit (every replay restores a snapshot and trains on the same batches), i.e. the
+spikes its events are drawn from; a seed without a replay run counts none. Unless the premise held
+in every seed, ``out of regime`` (``verdicts.in_regime``). The detail's rate of spikes after the
+first one (the replay runs' timeline) is counted under the same definition.
 """
 
 from __future__ import annotations
@@ -28,8 +39,9 @@ import pandas as pd
 
 from .. import spikes
 from ..stats import wilson_interval
+from .m7_warning_gpt import not_injected, spike_premise
 from .registry import Judgement, claim
-from .verdicts import enough_seeds
+from .verdicts import enough_seeds, in_regime
 
 SOURCE = "Chowdhery et al. 2022, PaLM (arXiv 2204.02311)"
 M11_NEED = 0.8
@@ -42,16 +54,20 @@ def _last(g: pd.DataFrame, col: str) -> float:
     return float(s.iloc[-1]) if len(s) else 0.0
 
 
-def run_events(g: pd.DataFrame) -> dict:
+def run_events(g: pd.DataFrame, definition: str = spikes.PRIMARY, row: pd.Series | None = None) -> dict:
     """One run's events, from its wide rows (index: step, sorted): counts, the (last) rolled-back
     spike, its replayed loss (the logged loss at the spike's step, NaN if not logged), the step
-    where the outcome was decided, and the run's no-rollback spike rate after the spike (for replay
-    runs, whose timeline is the run without rollback)."""
+    where the outcome was decided, the run's loss episodes under ``definition`` (``episodes``; not
+    counting those starting on an injected batch of ``row``'s data) and its spike rate after the
+    spike under it (for replay runs, whose timeline is the run without rollback)."""
     g = g.sort_index()
+    loss = g["loss"].dropna() if "loss" in g else pd.Series(dtype=float)
+    ep = spikes.episodes(loss.to_numpy(float), loss.index.to_numpy(), definition)
     events, rec, clean = _last(g, "rollbacks"), _last(g, "rollback_recurred"), _last(g, "rollback_clean")
     out = {"events": int(events), "recurred": int(rec), "clean": int(clean),
            "spike_step": math.nan, "spike_loss": math.nan, "replayed_loss": math.nan,
-           "restore_step": math.nan, "decided_at": math.nan, "rate_after": math.nan}
+           "restore_step": math.nan, "decided_at": math.nan, "rate_after": math.nan,
+           "episodes": not_injected(ep, pd.Series(dtype=object) if row is None else row)}
     if events and "rollback_spike_step" in g:
         ev = g.dropna(subset=["rollback_spike_step"])
         if len(ev):
@@ -67,7 +83,6 @@ def run_events(g: pd.DataFrame) -> dict:
                     out["decided_at"] = int(dec.index[0])
             after = g.loc[g.index > s, "loss"].dropna()
             if len(after) > 1:
-                ep = spikes.detect(g["loss"].to_numpy(float), g.index.to_numpy())
                 n_after = int((ep["start"] > s).sum()) if len(ep) else 0
                 out["rate_after"] = 1000.0 * n_after / len(after)
     return out
@@ -96,14 +111,16 @@ def _fmt(x: float) -> str:
     return "-" if not math.isfinite(x) else f"{x:g}"
 
 
-@claim("M11", experiment="m11_rollback_mlp", source=f"{SOURCE} §5.1",
+@claim("M11", experiment="m11_rollback_mlp", source=f"{SOURCE} §5.1", spikes=True,
        statement="Spikes come from a batch meeting a model state (PaLM's experience)",
        metric="first spike of each run, rolled back 100 steps: (a) replay the same batches, (b) skip 200 batches, "
-              "(c) feed the 20 batches up to the spike's; an event recurs when the spike test (> 3x the median of the "
-              "previous 100 steps) fires before 20 steps after the spike (its batch, in c); value = min of the "
-              "clean fractions of (b) and (c), events pooled over seeds",
-       threshold=f"(a) recurs bit for bit in every event; (b) and (c) clean in >= {M11_NEED:.0%} of events")
-def m11(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
+              "(c) feed the 20 batches up to the spike's; an event recurs when the loop's spike test (R3's start test, > 3x "
+              "the median of the previous 100 non-spiking losses, the same under every definition) fires before 20 "
+              "steps after the spike (its batch, in c); value = min of the clean fractions of (b) and (c), events "
+              "pooled over seeds; premise counted under the definition (R3; R10, R100, Z6 beside it)",
+       threshold=f"(a) recurs bit for bit in every event; (b) and (c) clean in >= {M11_NEED:.0%} of events; premise: "
+                 ">= 10 spikes per seed under the definition in the replay run (the spiking run's own timeline)")
+def m11(metrics: pd.DataFrame, runs: pd.DataFrame, definition: str = spikes.PRIMARY) -> Judgement:
     w = metrics[metrics["metric"].isin(["loss", "rollbacks", "rollback_recurred", "rollback_clean",
                                         "rollback_spike_step", "rollback_spike_loss"])]
     if w.empty or MODE_KEY not in runs:
@@ -114,7 +131,7 @@ def m11(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
     for rid, g in w.groupby(level=0):
         if rid not in info.index:
             continue
-        e = run_events(g.droplevel(0))
+        e = run_events(g.droplevel(0), definition, info.loc[rid])
         e.update(run_id=rid, seed=int(info.loc[rid, "seed"]), mode=str(info.loc[rid, MODE_KEY]))
         rows.append(e)
     per = pd.DataFrame(rows)
@@ -158,7 +175,7 @@ def m11(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
         + (f" at {_fmt(r.decided_at)}" if r.recurred or r.clean else "")
         for r in per.itertuples())
     rate = rp["rate_after"].dropna()
-    base = (f"; without rollback (the replay runs' timeline) the runs spike again at {rate.mean():.1f} per 1k steps "
+    base = (f"; without rollback (the replay runs' timeline) the runs spike again ({definition} episodes) at {rate.mean():.1f} per 1k steps "
             f"after their first spike (per seed {', '.join(f'{x:.1f}' for x in rate)})") if len(rate) else ""
     ref = ""
     if len(rate) and {"mitigation.rollback.back", "mitigation.rollback.recur", "mitigation.rollback.feed"} <= set(runs):
@@ -168,4 +185,8 @@ def m11(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
                f"steps (skip: restore to spike + {recur:g}) is spike-free with probability "
                f"{math.exp(-rho * (back + recur)):.3f}, one of {feed + recur:g} (feed) {math.exp(-rho * (feed + recur)):.3f}")
     detail = "; ".join(parts) + "; per run, its last event: " + runs_txt + base + ref
-    return Judgement(verdict, value, lo, hi, [int(s) for s in seeds], detail)
+    counts = {int(s): int(rp.loc[rp["seed"] == s, "episodes"].sum()) for s in sorted(per["seed"].unique())}
+    held, reached = spike_premise(counts, definition)
+    reached = reached.replace("spike episodes per seed", "spike episodes of the replay run (the spiking run's own "
+                                                         "timeline) per seed")
+    return in_regime(Judgement(verdict, value, lo, hi, [int(s) for s in seeds], detail), held, reached)

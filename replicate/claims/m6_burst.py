@@ -10,8 +10,10 @@ Read per run, on the embedding, at the burst step B (the first injected batch of
 else the first of ``data.inject_every``): the jump ‖u_B‖ / mean ‖u_t‖ over t = B-30…B-1
 (``update_norm``, the parameter change of the step), cos(u_B, -g_B) (``update_cos_neg_grad``), the
 stall before the burst (mean ``u_over_r`` over B-30…B-1; the premise, < 0.1 in every seed, else inconclusive) and whether a loss spike
-(``replicate.spikes.detect``) starts in B+1…B+20 (the injected batch's own high loss at B is data,
-not a spike that follows). Conditions are decided over seeds (``verdicts.combine``). The premise
+episode under the spike definition judged (``spikes.episodes``: R3, loss > 3x the median of the
+previous 100 non-spiking losses until back under 1.2x it, for the verdict; R10, R100 and Z6 beside
+it) starts in B+1…B+20 (the injected batch's own high loss at B is data, not a spike that
+follows). Conditions are decided over seeds (``verdicts.combine``). The premise
 (CLAIMS.md), per seed of the stalled arm: that stall < 0.1 and the burst batch's ``grad_norm`` >= 10x
 its median over B-30…B-1; unless it held in every seed, ``out of regime`` (``verdicts.in_regime``). Beside
 them, not judged: the mean jump and cosine over B+1…B+5, the updates momentum carries on after the
@@ -69,13 +71,14 @@ def _grad_burst(g: pd.DataFrame, b: int, layer: str) -> float:
     return float(gn.get(b, np.nan) / before.median()) if len(before) else float("nan")
 
 
-def around_burst(g: pd.DataFrame, b: int, layer: str = LAYER) -> dict:
-    """One run's measurements around its burst step b (``g``: its wide rows)."""
+def around_burst(g: pd.DataFrame, b: int, layer: str = LAYER, definition: str = spikes.PRIMARY) -> dict:
+    """One run's measurements around its burst step b (``g``: its wide rows); its loss episodes
+    under ``definition``."""
     g = g.set_index("step").sort_index()
     un = g[f"update_norm/{layer}"]
     before = un.loc[b - BEFORE:b - 1].dropna()
     loss = g["loss"].dropna()
-    ep = spikes.detect(loss.to_numpy(), loss.index.to_numpy())
+    ep = spikes.episodes(loss.to_numpy(), loss.index.to_numpy(), definition)
     base = float(loss.loc[:b - 1].iloc[-100:].median())
     follows = ep[(ep["start"] > b) & (ep["start"] <= b + WITHIN)]
     return {"jump": float(un.get(b, np.nan) / before.mean()) if len(before) else np.nan,
@@ -90,17 +93,18 @@ def around_burst(g: pd.DataFrame, b: int, layer: str = LAYER) -> dict:
             "after_loss": float(loss.loc[b + 1:b + WITHIN].max() / base)}
 
 
-@claim("M6", experiment="m6_burst", figures=["loss"],
+@claim("M6", experiment="m6_burst", figures=["loss"], spikes=True,
        source=f"{SOURCE} §5-6",
        statement="A gradient burst in a stalled, time-correlated layer gives a large update unrelated to descent, "
                  "then a loss spike",
        metric="embedding ||u|| at the burst step over its mean in the 30 steps before, Adam with eps raised to "
               "3e-2 (imitated regime, embedding stalled), tiny GPT, a rare-token batch at step 90 (mean over "
-              "seeds, t interval); beside it cos(u, -grad) at the burst, a loss spike in the 20 steps after, and "
+              "seeds, t interval); beside it cos(u, -grad) at the burst, a loss spike (an R3 episode: > 3x the median "
+              "of the previous 100 non-spiking losses; R10, R100, Z6 beside it) starting in the 20 steps after, and "
               "the jump with eps = 0 and Adam-atan2",
        threshold="jump >= 10x, cos < 0.1, a spike within 20 steps (every seed); jump < 3x with eps = 0 and "
                  "Adam-atan2; premise: embedding ||u||/||r|| < 0.1 before the burst")
-def m6(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
+def m6(metrics: pd.DataFrame, runs: pd.DataFrame, definition: str = spikes.PRIMARY) -> Judgement:
     w = wide(metrics, runs)
     info = runs.set_index("run_id")
     per = {}
@@ -109,7 +113,7 @@ def m6(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
         b = burst_step(row)
         if b is None or f"update_norm/{LAYER}" not in g or g["step"].max() < b + WITHIN:
             continue
-        per.setdefault(arm(row), {})[int(row["seed"])] = around_burst(g, b)
+        per.setdefault(arm(row), {})[int(row["seed"])] = around_burst(g, b, definition=definition)
     st, e0, at = per.get("stalled", {}), per.get("eps0", {}), per.get("atan2", {})
 
     def col(d, k):
@@ -118,7 +122,7 @@ def m6(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
     conditions = {
         f"stalled arm: {LAYER} ||u|| jump >= {JUMP:g}x": side(col(st, "jump"), JUMP, above=True),
         f"cos(u, -grad) at the burst < {COS:g}": side(col(st, "cos"), COS, above=False),
-        f"a loss spike in the {WITHIN} steps after the burst, every seed": every_seed(col(st, "spike")),
+        f"a loss spike ({definition}) in the {WITHIN} steps after the burst, every seed": every_seed(col(st, "spike")),
         f"eps = 0: jump < {CONTROL_JUMP:g}x": side(col(e0, "jump"), CONTROL_JUMP, above=False),
         f"Adam-atan2: jump < {CONTROL_JUMP:g}x": side(col(at, "jump"), CONTROL_JUMP, above=False)}
     held = {s: bool(st[s]["stall"] < STALLED and st[s]["grad_burst"] >= GRAD_BURST) for s in sorted(st)}
@@ -132,7 +136,7 @@ def m6(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
         return "[" + ", ".join(f.format(d[s][k]) for s in sorted(d)) + "]"
 
     detail = (f"Per seed {sorted(st)}, stalled arm: jump {fmt(st, 'jump')}, cos(u, -grad) {fmt(st, 'cos')}, "
-              f"spike after {[bool(x) for x in col(st, 'spike')]}, loss / median before at the burst batch "
+              f"{definition} spike after {[bool(x) for x in col(st, 'spike')]}, loss / median before at the burst batch "
               f"{fmt(st, 'burst_loss')} and its max in the {WITHIN} steps after {fmt(st, 'after_loss')}; "
               f"not judged, mean over the {AFTER} steps after the burst: jump {fmt(st, 'after_jump')}, cos "
               f"{fmt(st, 'after_cos')}. eps = 0 (seeds {sorted(e0)}): jump {fmt(e0, 'jump')}, cos {fmt(e0, 'cos')}, "

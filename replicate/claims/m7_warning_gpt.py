@@ -1,6 +1,7 @@
 """M7 (Molybog et al. 2023, arXiv 2304.09871): shallow-layer bimodality precedes spikes and warns of them (§5). On a spiking run, every probe
-step t outside a loss spike ([rise_start, end] of an episode of ``spikes.detect``, loss > 3x the
-median of the previous 100 steps) is a positive when an episode's loss rise starts within the next
+step t outside a loss spike ([rise_start, end] of an episode under the spike definition judged:
+``spikes.episodes`` with R3, loss > 3x the median of the previous 100 non-spiking losses until back
+under 1.2x it, for the verdict; R10, R100 and Z6 beside it) is a positive when an episode's loss rise starts within the next
 ``M7_K`` steps (rise_start in [t+1, t+K]), a negative otherwise. The score is the embedding's
 fraction |r| > 0.9 at t (r after the optimizer step t, so it has seen the gradient of the batch of
 step t and nothing later); the baseline score is the global gradient norm of step t. AUROC by the
@@ -11,7 +12,10 @@ that maximum; lag = rise_start - onset: > 0 a lead, 0 the same step (r at rise_s
 seen the spiking batch), < 0 after; none when the rise is < ``M7_MIN_RISE`` or has no crossing.
 The lead is judged on isolated spikes (no episode ended in the 2K steps before the rise): in a dense
 train of spikes the window holds the previous spike's own bimodality rise, which would read as a lead.
-The same judge gives M7_gpu on ``m7_gpu``.
+Premise (CLAIMS.md): >= 10 spike episodes per seed under the definition used, episodes starting on
+an injected batch of the run's data (``m10_eps_regimes.injected``) not counted; unless it held in
+every seed, ``out of regime`` (``verdicts.in_regime``). ``spike_premise`` (shared with B2, W1, M11)
+counts them and writes the premise line. The same judge gives M7_gpu on ``m7_gpu``.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ import math
 import numpy as np
 import pandas as pd
 
+from .. import spikes
 from ..stats import auroc, mean_interval
 from .frames import onset_crossing, spiking_runs
+from .m10_eps_regimes import injected
 from .registry import Judgement, claim
-from .verdicts import combine, every_seed, side
+from .verdicts import combine, every_seed, in_regime, side
 
 SOURCE = "Molybog et al. 2023 (arXiv 2304.09871)"
 
@@ -32,6 +38,26 @@ SOURCE = "Molybog et al. 2023 (arXiv 2304.09871)"
 M7_AUROC, M7_K = 0.7, 5  # K = 5 as B2's "within 5 steps before", fixed before any run
 M7_BASE = 20  # probes before the lag window whose median is the bimodality's baseline
 M7_MIN_RISE = 1e-3  # a bimodality "rise" smaller than this (fraction |r| > 0.9: 0.1% of the layer) counts as none
+PREMISE_SPIKES = 10  # CLAIMS.md (M7, W1, B2, M11): >= 10 spikes per seed under the definition used, none injected
+
+
+def not_injected(ep: pd.DataFrame, row: pd.Series) -> int:
+    """How many of a run's episodes ``ep`` do not start on an injected batch of its data (``row``:
+    the run's config, as ``results.runs`` gives it; ``m10_eps_regimes.injected``)."""
+    if not len(ep):
+        return 0
+    return int((~injected(row, ep["start"].to_numpy())).sum())
+
+
+def spike_premise(counts: dict[int, int], definition: str) -> tuple[dict[int, bool], str]:
+    """CLAIMS.md's premise of M7, W1, B2 and M11 from the spike episodes counted per seed (injected
+    batches left out): (held per seed, the ``reached`` line for ``verdicts.in_regime``)."""
+    seeds = sorted(counts)
+    held = {s: counts[s] >= PREMISE_SPIKES for s in seeds}
+    reached = (f"{definition} spike episodes per seed ({'/'.join(str(s) for s in seeds)}): "
+               + "/".join(str(counts[s]) for s in seeds)
+               + f" (premise: >= {PREMISE_SPIKES} per seed, injected batches not counted)")
+    return held, reached
 
 
 def spike_labels(steps: np.ndarray, ep: pd.DataFrame, k: int = M7_K) -> tuple[np.ndarray, np.ndarray]:
@@ -66,19 +92,21 @@ def bimodality_onset(x: pd.Series, rise_start: int, peak: int, k: int = M7_K, ba
     return onset_crossing(x, lo - 1, int(win.idxmax()), b + 0.5 * (top - b))
 
 
-@claim("M7", experiment="m7_warning_gpt", gpu="m7_gpu", figures=["update_histograms"],
+@claim("M7", experiment="m7_warning_gpt", gpu="m7_gpu", figures=["update_histograms"], spikes=True,
        source=f"{SOURCE} §5",
        statement="Shallow-layer bimodality precedes spikes and warns of them",
-       metric=f"per seed, AUROC of the embedding's fraction |r| > 0.9 at a probe step for 'a loss spike (> 3x the "
-              f"median of the previous 100 steps) starts within the next {M7_K} steps' (mean over seeds, t "
-              "interval), beside the gradient norm's AUROC; the lag of the bimodality rise behind/ahead of the loss "
+       metric=f"per seed, AUROC of the embedding's fraction |r| > 0.9 at a probe step for 'a loss spike (an R3 episode: "
+              f"> 3x the median of the previous 100 non-spiking losses, until back under 1.2x; R10, R100, Z6 beside "
+              f"it) starts within the next {M7_K} steps' (mean over seeds, t interval), beside the gradient norm's AUROC; the lag of the bimodality rise behind/ahead of the loss "
               "rise (lead > 0)",
        threshold=f"AUROC >= {M7_AUROC} and the bimodality rise leads the loss rise (median lag >= 1 step over "
-                 "isolated spikes) in every seed")
-def m7(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
+                 "isolated spikes) in every seed; premise: >= 10 spikes per seed under the definition")
+def m7(metrics: pd.DataFrame, runs: pd.DataFrame, definition: str = spikes.PRIMARY) -> Judgement:
     col = "r_frac_sign/embedding"
-    auc, auc_g, lags, isolated, per = {}, {}, {}, {}, []
-    for seed, g, ep in spiking_runs(metrics, runs):
+    auc, auc_g, lags, isolated, per, counts = {}, {}, {}, {}, [], {}
+    info = runs.set_index("run_id")
+    for seed, g, ep in spiking_runs(metrics, runs, definition):
+        counts[seed] = counts.get(seed, 0) + not_injected(ep, info.loc[g["run_id"].iloc[0]])
         if col not in g:
             continue
         x = g[col].dropna()
@@ -117,7 +145,7 @@ def m7(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
                 f"{q2:.1f} (quartiles {q1:.1f}, {q3:.1f})")
     value, lo, hi = mean_interval({s: auc[s] for s in seeds}, bounds=(0.0, 1.0))
     gvals = [auc_g[s] for s in seeds if math.isfinite(auc_g[s])]
-    detail = (f"K = {M7_K}; per seed (spikes, positive / usable probe steps): "
+    detail = (f"{definition} episodes; K = {M7_K}; per seed (spikes, positive / usable probe steps): "
               + ", ".join(f"{s}: {n} ({p}/{u})" for s, n, p, u in sorted(per))
               + "; AUROC embedding fraction |r| > 0.9 per seed: " + ", ".join(f"{s}: {auc[s]:.3f}" for s in seeds)
               + "; gradient-norm baseline AUROC: " + ", ".join(f"{s}: {auc_g[s]:.3f}" for s in seeds)
@@ -126,4 +154,5 @@ def m7(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
               + f"the {2 * M7_K} steps before the rise, so the window holds no earlier spike's own rise): "
               + lag_text(alli) + "; median per seed: " + ", ".join(f"{s}: {med[s]:.1f}" for s in seeds)
               + "; all spikes (not judged): " + lag_text(allg))
-    return combine(conditions, seeds, value, (lo, hi), detail)
+    held, reached = spike_premise(counts, definition)
+    return in_regime(combine(conditions, seeds, value, (lo, hi), detail), held, reached)

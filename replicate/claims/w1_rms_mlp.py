@@ -1,8 +1,11 @@
 """W1 (Wortsman et al. 2023, arXiv 2304.13013, §3.4): a loss spike follows the second-moment
 estimate underestimating g².
 
-Both read one spiking run at a time: its loss episodes (``spikes.detect`` with the spike of CLAIMS.md,
-loss > 3x the median of the previous 100 steps) and the probes logged beside the loss.
+W1 reads one spiking run at a time: its loss episodes under the spike definition judged
+(``spikes.episodes``: R3, loss > 3x the median of the previous 100 non-spiking losses until back
+under 1.2x it, for the verdict; R10, R100 and Z6 beside it) and the probes logged beside the loss.
+Premise (CLAIMS.md): >= 10 loss episodes per seed under the definition used, none starting on an
+injected batch (``m7_warning_gpt.spike_premise``); unless it held in every seed, ``out of regime``.
 
 W1, RMS_t = sqrt(mean(g^2 / v_hat)) per layer (``rms_g2_over_v/<layer>``, v_hat from *before* step
 t, g of step t: the same parameters theta_t as the loss logged at step t, no shift). An RMS_t
@@ -11,7 +14,8 @@ clipping point), its onset the last upward crossing of 1 after the previous loss
 at or before this episode's peak. Lead = rise_start - onset of the earliest layer; a hit when
 1 <= lead <= 8. The first layer is the one with the earliest onset (a tie at step resolution goes
 to the larger RMS_t at that step). A relative definition (RMS_t > 3x the median of its previous
-100 values, ``spikes.detect`` on the RMS_t series) is reported beside it, never judged.
+100 values, ``spikes.detect`` on the RMS_t series: not a loss spike, so the same under every
+loss-spike definition) is reported beside it, never judged.
 The same judge gives W1_gpu on ``w1_gpu``.
 """
 
@@ -23,8 +27,9 @@ import pandas as pd
 from .. import spikes
 from ..stats import mean_interval
 from .frames import layer_order, onset_crossing, spiking_runs
+from .m7_warning_gpt import not_injected, spike_premise
 from .registry import Judgement, claim
-from .verdicts import judged
+from .verdicts import in_regime, judged
 
 WORTSMAN = "Wortsman et al. 2023 (arXiv 2304.13013)"
 
@@ -60,18 +65,22 @@ def w1_run(g: pd.DataFrame, ep: pd.DataFrame, lead: tuple[int, int] = W1_LEAD, l
             "hit_rel": int(df["lead_rel"].between(*lead).sum())}
 
 
-@claim("W1", experiment="w1_rms_mlp", gpu="w1_gpu", figures=["rms_lead"],
+@claim("W1", experiment="w1_rms_mlp", gpu="w1_gpu", figures=["rms_lead"], spikes=True,
        source=f"{WORTSMAN} §3.4",
        statement="Loss spikes follow 1-8 steps after the second-moment estimate underestimates g^2: "
                  "RMS_t = sqrt(mean(g^2/v)) spikes first, in the shallow layer",
-       metric=f"per seed: fraction of loss spikes (> 3x the median of the previous 100 steps) whose earliest RMS_t "
+       metric=f"per seed: fraction of loss spikes (R3 episodes: > 3x the median of the previous 100 non-spiking "
+              f"losses, until back under 1.2x; R10, R100, Z6 beside it) whose earliest RMS_t "
               f"spike (RMS_t > {W1_RMS:g} in any layer) begins {W1_LEAD[0]}-{W1_LEAD[1]} steps before the loss rise "
               "starts (first step > 1.2x baseline); value = mean over seeds; and the shallowest layer crosses first "
               "most often (pooled)",
-       threshold=f">= {W1_NEED}, and the shallowest layer first most often")
-def w1(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
-    frac, frac_rel, per = {}, {}, {}
-    for seed, g, ep in spiking_runs(metrics, runs):
+       threshold=f">= {W1_NEED}, and the shallowest layer first most often; premise: >= 10 loss spikes per seed "
+                 "under the definition")
+def w1(metrics: pd.DataFrame, runs: pd.DataFrame, definition: str = spikes.PRIMARY) -> Judgement:
+    frac, frac_rel, per, n_spikes = {}, {}, {}, {}
+    info = runs.set_index("run_id")
+    for seed, g, ep in spiking_runs(metrics, runs, definition):
+        n_spikes[seed] = n_spikes.get(seed, 0) + not_injected(ep, info.loc[g["run_id"].iloc[0]])
         r = w1_run(g, ep)
         per[seed] = r
         if r["spikes"] and r["layers"]:
@@ -89,7 +98,7 @@ def w1(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
     if len(eps):
         lead = eps["lead"].dropna()
         iso = eps[eps["isolated"]]
-        detail = (f"{len(eps)} loss spikes over {len(seeds)} seeds; per seed hit fraction "
+        detail = (f"{len(eps)} {definition} loss spikes over {len(seeds)} seeds; per seed hit fraction "
                   + ", ".join(f"{s}: {frac[s]:.2f}" for s in seeds)
                   + f"; lead of RMS_t > {W1_RMS:g} over the rise start: median {lead.median():.0f} steps "
                     f"(quartiles {lead.quantile(0.25):.0f}, {lead.quantile(0.75):.0f}), none for {eps['lead'].isna().sum()}"
@@ -98,4 +107,5 @@ def w1(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
                     f"{iso['lead'].between(*W1_LEAD).mean() if len(iso) else float('nan'):.2f}"
                   + f"; relative definition (RMS_t > {W1_RELATIVE:g}x its running median, not judged): hit fraction "
                     f"{np.mean(list(frac_rel.values())):.2f}, median lead {eps['lead_rel'].median():.0f}")
-    return Judgement(verdict, value, lo, hi, seeds, detail)
+    held, reached = spike_premise(n_spikes, definition)
+    return in_regime(Judgement(verdict, value, lo, hi, seeds, detail), held, reached)

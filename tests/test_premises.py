@@ -23,3 +23,12 @@ def test_too_few_seeds_stays_inconclusive_and_no_seed_is_no_premise():
     assert j.verdict == "inconclusive" and j.premise_held is False
     j = in_regime(Judgement("replicated", 1.0, seeds=[0, 1, 2]), {}, "nothing measured")
     assert j.verdict == "out of regime" and j.premise_held is False
+
+
+def test_a_premise_missed_in_every_seed_is_out_of_regime_even_when_the_judge_saw_no_seed():
+    """Under a tall definition a run may have no spike at all: the judge then has no seed to judge
+    (inconclusive), but the premise was measured in every seed and missed."""
+    j = in_regime(Judgement("inconclusive", None, seeds=[]), {0: False, 1: False, 2: False}, "0/0/0 episodes")
+    assert j.verdict == "out of regime" and "by its threshold: inconclusive" in j.detail
+    j = in_regime(Judgement("inconclusive", None, seeds=[0]), {0: False, 1: True}, "two seeds measured")
+    assert j.verdict == "inconclusive"  # two seeds measured: too few either way

@@ -61,11 +61,14 @@ def in_regime(j: Judgement, held: dict[int, bool], reached: str) -> Judgement:
     """``j`` with its premise: ``held`` per seed (did the run reach the regime the claim is about?)
     and ``reached``, one line saying what was reached. Unless the premise held in every seed, a
     judged verdict (replicated, not replicated, answered; inconclusive with enough seeds) becomes
-    ``out of regime``, the threshold's verdict kept at the head of the detail."""
+    ``out of regime``, the threshold's verdict kept at the head of the detail. An inconclusive
+    verdict becomes ``out of regime`` too when the premise was measured in MIN_SEEDS seeds, even if
+    the threshold saw fewer (a judge whose runs have no spike under a definition judges no seed:
+    that is the premise missed, not too few seeds)."""
     j.premise = reached
     j.premise_held = bool(held) and all(held.values())
     judged_ = j.verdict in ("replicated", "not replicated", "answered") or (
-        j.verdict == "inconclusive" and enough_seeds(j.seeds))
+        j.verdict == "inconclusive" and (enough_seeds(j.seeds) or enough_seeds(list(held))))
     if not j.premise_held and judged_:
         j.detail = f"premise not reached in every seed ({reached}); by its threshold: {j.verdict}. " + j.detail
         j.verdict = "out of regime"

@@ -5,7 +5,9 @@ last ``M3_LATE`` of the run of ``grad_autocorr/<layer>`` (the lag-1 autocorrelat
 Σ g_t·g_{t-1} / √(Σ g_t² Σ g_{t-1}²) of fixed gradient coordinates, ``replicate.probes``) and
 ``r_frac_sign/<layer>`` (fraction |r| > 0.9; ``r_bc``, the bimodality coefficient, reported beside
 it); per seed, Spearman ρ(batch size, metric) over >= 4 batch sizes in the embedding.
-The same judge gives M3_gpu on ``m3_gpu``.
+The same judge gives M3_gpu on ``m3_gpu``. Interval: percentile bootstrap over seeds of the
+per-seed smaller rho (``stats.bootstrap_interval``): it stays inside the seeds' range, so in [-1, 1]
+(a t interval left it).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..stats import spearman, t_interval
+from ..stats import bootstrap_interval, spearman
 from .frames import late, layers_of, wide
 from .m0_early_bimodal import M0_BIMODAL
 from .registry import Judgement, claim
@@ -40,7 +42,7 @@ def _batch_of(df: pd.DataFrame) -> pd.Series:
                  "most in the embedding",
        metric=f"per seed, Spearman rho between batch size (>= {M3_MIN_BATCHES}) and the embedding's lag-1 gradient "
               f"autocorrelation and its fraction |r| > 0.9 (means over the probes of the last {M3_LATE:.0%} of each "
-              "run, tiny GPT); value = mean over seeds of the smaller of the two rhos",
+              "run, tiny GPT); value = mean over seeds of the smaller of the two rhos, bootstrap interval over seeds",
        threshold=f"rho > {M3_NEED} for both metrics in every seed")
 def m3(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
     w = wide(metrics, runs, keys=["data.batch_size"])
@@ -84,7 +86,7 @@ def m3(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
               + f". Largest fraction |r| > 0.9 in the embedding of any run: {peak_sign:.3f} "
               + f"({'above' if peak_sign > M0_BIMODAL else 'below'} M0's bimodal level {M0_BIMODAL:g})")
     value = float(np.mean(low)) if low else None
-    j = combine(conditions, seeds, value, t_interval(low), detail)
+    j = combine(conditions, seeds, value, bootstrap_interval(low), detail)
     held = {s: bool(np.isfinite(span.get(s, np.nan)) and span[s] >= M3_SPAN) for s in seeds}
     reached = ("batch sizes (data.batch_size) span " + "/".join(f"{span[s]:g}x" for s in seeds)
                + f" (seeds {seeds}; premise: >= {M3_SPAN}x); none is the full data set: the token stream is "

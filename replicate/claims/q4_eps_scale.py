@@ -10,7 +10,10 @@ candidates for x: ε alone, ε / ``grad_rms/<layer>`` (this step's gradient RMS)
 the last third of the run (``stalling.late``). How well one curve fits: R² of a decreasing
 isotonic (monotone) regression of y on log x (tied x pooled first, so ε alone, with few distinct
 values, is fitted by its group means), and Spearman's ρ; where the fitted curve crosses
-‖u‖/‖r‖ = ½ (log-linear interpolation). Intervals are t intervals over seeds. Verdict
+‖u‖/‖r‖ = ½ (log-linear interpolation). Intervals over seeds stay in their quantity's range: R²
+(in [0, 1]: a monotone fit is never worse than the constant) and ρ (in [-1, 1]) by the percentile
+bootstrap over seeds (``stats.bootstrap_interval``, inside the seeds' range); the crossing x (> 0)
+by a t interval of log x, exponentiated (never a negative x). Verdict
 ``answered`` (no pass/fail), ``inconclusive`` with fewer than MIN_SEEDS seeds.
 """
 
@@ -21,7 +24,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..stats import spearman, t_interval
+from ..stats import bootstrap_interval, spearman, t_interval
 from .frames import late, layers_of, wide
 from .registry import Judgement, claim
 from .verdicts import answered
@@ -87,17 +90,38 @@ def fit_seed(p: pd.DataFrame, candidate: str) -> dict:
     return {"r2": r2, "rho": spearman(x, y), "x50": crossing(ux, curve), "n": int(len(y))}
 
 
-def _fmt(values: list[float], digits: int = 3) -> str:
-    lo, hi = t_interval(values)
-    mean = float(np.nanmean(values)) if len(values) and np.isfinite(values).any() else float("nan")
+def _finite(values: list[float]) -> list[float]:
+    return [float(v) for v in values if v is not None and math.isfinite(v)]
+
+
+def interval(values: list[float], log: bool = False) -> tuple[float, float, float]:
+    """(value, low, high) over seeds: the mean and its percentile bootstrap interval (R², ρ: inside
+    the seeds' range, so inside [0, 1] and [-1, 1]); with ``log`` (a positive x) the geometric mean
+    and the t interval of log x, exponentiated. NaN without finite values (an interval: fewer than 2)."""
+    x = _finite(values)
+    if log:
+        x = [math.log(v) for v in x if v > 0]
+        if not x:
+            return float("nan"), float("nan"), float("nan")
+        lo, hi = t_interval(x)
+        return math.exp(float(np.mean(x))), math.exp(lo) if math.isfinite(lo) else lo, \
+            math.exp(hi) if math.isfinite(hi) else hi
+    if not x:
+        return float("nan"), float("nan"), float("nan")
+    lo, hi = bootstrap_interval(x)
+    return float(np.mean(x)), lo, hi
+
+
+def _fmt(values: list[float], digits: int = 3, log: bool = False) -> str:
+    mean, lo, hi = interval(values, log=log)
     return f"{mean:.{digits}g} [{lo:.{digits}g}, {hi:.{digits}g}]"
 
 
 @claim("Q4", experiment="q4_eps_scale", figures=["grad_rms"],
        source="open question (CLAIMS.md)", statement=STATEMENT,
        metric="R^2 of one decreasing (isotonic) curve of ||u||/||r|| against log(eps / grad_rms) pooled over every "
-              "layer of every model size and eps (mean over seeds, t interval); beside it the same for x = eps "
-              "alone and x = eps / RMS sqrt(v_hat), Spearman rho, and the x where the curve falls to 0.5",
+              "layer of every model size and eps (mean over seeds, bootstrap interval over seeds); beside it the "
+              "same for x = eps alone and x = eps / RMS sqrt(v_hat), Spearman rho, and the x where the curve falls to 0.5",
        threshold="none (answered with the measured fit)")
 def q4(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
     pts = points(metrics, runs)
@@ -105,14 +129,15 @@ def q4(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
     fits = {c: [fit_seed(pts[pts["seed"] == s], c) for s in seeds] for c in CANDIDATES}
     r2 = {c: [f["r2"] for f in v] for c, v in fits.items()}
     main = "eps/grad_rms"
-    lo, hi = t_interval(r2[main])
-    value = float(np.nanmean(r2[main])) if seeds else None
+    value, lo, hi = interval(r2[main])
+    value = value if seeds and math.isfinite(value) else None
     best = max(CANDIDATES, key=lambda c: np.nanmean(r2[c]) if seeds else -1)
     sizes = sorted(set(pts["size"])) if len(pts) else []
     detail = (f"{len(pts)} points (run x layer) from {len(sizes)} model sizes ({'; '.join(sizes)}) and eps "
               f"{sorted(set(pts['eps'])) if len(pts) else []}, seeds {seeds}. "
               + "; ".join(f"x = {c}: R^2 {_fmt(r2[c])}, Spearman rho {_fmt([f['rho'] for f in fits[c]])}, "
-                          f"||u||/||r|| = 0.5 at x = {_fmt([f['x50'] for f in fits[c]])}" for c in CANDIDATES)
+                          f"||u||/||r|| = 0.5 at x = {_fmt([f['x50'] for f in fits[c]], log=True)} (geometric mean)"
+                          for c in CANDIDATES)
               + f". Best single variable: {best}. R^2 per seed: "
               + "; ".join(f"{c} {[round(v, 3) for v in r2[c]]}" for c in CANDIDATES))
     return answered(seeds, value, (lo, hi), detail)

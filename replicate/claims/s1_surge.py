@@ -21,6 +21,11 @@ the vertex of the parabola through it and its two neighbours in (log η, log los
 those neighbours (the grid's end point where the best is at an end). The "drop" of a curve
 η*(B) is max_B η*(B) / η*(B_largest): how far the optimum falls from its peak to the largest
 batch (1 = no fall); the "rise" is max_B η*(B) / η*(B_smallest).
+
+Intervals live where the quantity does: a drop is a ratio >= 1, so its interval is the t interval
+over seeds of log drop, clipped at log 1 = 0 (``stats.mean_interval``), then exponentiated: the
+geometric mean's interval, never below 1 (nor a negative learning rate). The η* curves in the detail
+are geometric means over seeds (an average of learning rates taken on log η).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..stats import t_interval
+from ..stats import mean_interval
 from .registry import Judgement, claim
 from .verdicts import combine, every_seed, in_regime, side
 
@@ -94,7 +99,8 @@ def curve_stats(lrs: np.ndarray) -> dict:
                  "(the surge); for SGD it only rises; a larger eps flattens the surge toward SGD",
        metric="drop of Adam's (eps = 1e-8) optimal LR from its peak to the largest batch, max_B eta*(B) / "
               "eta*(B_max), on a noisy quadratic with sign-aligned off-diagonal curvature (geometric mean over "
-              "seeds, t interval of the log); eta* = best of an LR grid refined by a parabola in (log lr, log final loss)",
+              "seeds, t interval of log drop clipped at 0, exponentiated: never below 1); eta* = best of an LR grid "
+              "refined by a parabola in (log lr, log final loss)",
        threshold="Adam's eta* peaks at an interior batch in every seed, with rise and drop intervals above 1; "
                  "SGD's eta* non-decreasing in every seed (falls under 10% ignored); drop(small eps) > "
                  "drop(large eps) (t interval of the log ratio above 0)")
@@ -127,10 +133,10 @@ def s1(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
         "sgd: non-decreasing in every seed": every_seed(stats["sgd"][s]["monotone"] for s in seeds),
         f"drop shrinks from {small} to {large} (log ratio > 0)": side(shrink, 0.0, above=True),
     }
-    lo, hi = t_interval(log_drop)
+    _, lo, hi = mean_interval(log_drop, bounds=(0.0, math.inf))  # log drop >= 0: drop = peak / last >= 1
     edges = opt[opt["at_edge"]].groupby("arm").size().to_dict()
-    detail = (f"batches {batches}; eta* per batch, mean over seeds {seeds}: " + "; ".join(
-        f"{arm}: " + ", ".join(f"{v:.3g}" for v in np.mean([curves[arm][s] for s in seeds], axis=0))
+    detail = (f"batches {batches}; eta* per batch, geometric mean over seeds {seeds}: " + "; ".join(
+        f"{arm}: " + ", ".join(f"{v:.3g}" for v in np.exp(np.mean([np.log(curves[arm][s]) for s in seeds], axis=0)))
         for arm in ("sgd", *adams)) +
         f". Drop (peak / largest batch) per seed: {small} {[round(float(x['drop']), 2) for x in s_small]}, "
         f"{large} {[round(float(x['drop']), 2) for x in s_large]}; rise (peak / smallest batch) {small} "

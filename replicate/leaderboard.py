@@ -2,31 +2,39 @@
 
 ``table(root) -> pd.DataFrame`` reads the runs of experiment ``mitigations`` (conf/experiment/
 mitigations.yaml: arms conf/arm/mitigations/<workload>/<arm>.yaml, seeds 0-2) and returns one row
-per workload × arm, sorted within a workload by spikes then final loss. Per run (``run_table``):
+per workload × arm, sorted within a workload by R3's spike rate then final loss. Per run
+(``run_table``):
 
-- ``spikes_per_1k_h3`` / ``_h10`` / ``_h100``: loss-spike episodes per 1k steps taller than 3×, 10×,
-  100× the median of the previous 100 non-spiking losses (replicate/spikes.py, CLAIMS.md's spike);
-- ``largest_spike``: the tallest episode's loss / that median; in a run with no episode, the largest
-  ratio of a loss to the median of the previous 100 losses (< 3; ``spikes.largest_ratio``);
-- ``steps_to_recover``: median over episodes of the steps from the peak back to <= 1.2× the
-  pre-spike baseline (NaN in a run with no spike or none recovered);
+- ``spikes_R3`` / ``spikes_R10`` / ``spikes_R100`` / ``spikes_Z6``: loss-spike episodes per 1k
+  steps under each of the four definitions of CLAIMS.md ("Spike definitions";
+  ``spikes.DEFINITIONS``, ``spikes.summarize(..., definition=d)``'s ``spikes_per_1k``): R3 (the
+  primary, fixed before any run: the loss exceeds 3× the median of the previous 100 non-spiking
+  losses, the episode ends back under 1.2× it), R10 and R100 (the same rule at 10× and 100×), Z6
+  (OLMo-core's SkipStepOptimizer rule: the loss exceeds the mean of the previous 128 losses by
+  more than 6 standard deviations). R3 is the one the board is sorted by; the others are shown
+  beside it, no ranking is picked among them afterwards;
+- ``largest_spike``: the tallest R3 episode's loss / its baseline; in a run with no R3 episode, the
+  largest ratio of a loss to the median of the previous 100 losses (< 3; ``spikes.largest_ratio``:
+  R3's start test is the legacy rule's, so that median is R3's baseline there);
+- ``steps_to_recover``: median over R3 episodes of the steps from the peak back to <= 1.2× the
+  pre-spike baseline (NaN in a run with no R3 episode or none recovered);
 - ``final_loss``: median of the last 5% of steps (replicate/sensitivity.py), +inf if diverged;
 
 and per workload × arm (where an LR grid was run: experiments ``mitigations_lr`` and ``w2_qk_norm``)
 ``lr_sensitivity``, Wortsman et al. 2023 (arXiv 2309.14322): mean over a >= 5-point grid of
 min(final loss, loss at init) minus the best (replicate/sensitivity.py). ``run_table`` also
-carries each run's ``n_steps`` (steps of its finite loss) and its episode counts ``n_spikes_h3`` /
-``_h10`` / ``_h100`` (recovered exactly from the rates: ``stats.count_of_rate``).
+carries each run's ``n_steps`` (steps of its finite loss) and its episode counts ``n_spikes_R3`` /
+``_R10`` / ``_R100`` / ``_Z6`` (recovered exactly from the rates: ``stats.count_of_rate``).
 
 Each metric's columns are ``<m>``, ``<m>_lo``, ``<m>_hi``, intervals 95%, that never leave the
 quantity's range (CLAIMS.md, "Spike definitions": never a t interval below 0):
 
-- spike rates: ``<m>`` is the rate pooled over seeds, 1000 × Σ episodes / Σ n_steps (the mean of
-  the seeds' rates when they ran equal steps; a diverged run counts the steps it ran), and
-  ``_lo``/``_hi`` the exact (Garwood) Poisson interval of the pooled count, scaled the same way
-  (``stats.rate_interval``; low end 0 at no episode). It treats the seeds as one Poisson process
-  with a common rate, so where seeds differ it is narrower than an interval over seeds. The
-  summary also has the pooled ``n_spikes_h*`` and ``n_steps``;
+- spike rates (each definition alike): ``<m>`` is the rate pooled over seeds, 1000 × Σ episodes /
+  Σ n_steps (the mean of the seeds' rates when they ran equal steps; a diverged run counts the
+  steps it ran), and ``_lo``/``_hi`` the exact (Garwood) Poisson interval of the pooled count,
+  scaled the same way (``stats.rate_interval``; low end 0 at no episode). It treats the seeds as
+  one Poisson process with a common rate, so where seeds differ it is narrower than an interval
+  over seeds. The summary also has the pooled ``n_spikes_<definition>`` and ``n_steps``;
 - largest spike, steps to recover, final loss, LR sensitivity (all >= 0): the mean over seeds and
   its Student-t interval over seeds clipped at 0 (``stats.mean_interval(..., bounds=(0, inf))``).
   Why not a percentile bootstrap over seeds: with 3 seeds the bootstrap distribution of the mean
@@ -58,10 +66,10 @@ from .stats import count_of_rate, mean_interval, rate_interval
 EXPERIMENT = "mitigations"
 LR_EXPERIMENTS = ("mitigations", "mitigations_lr", "w2_qk_norm")  # runs that can form an LR grid
 ARMS = Path(__file__).resolve().parent.parent / "conf" / "arm" / "mitigations"
-METRICS = ("spikes_per_1k_h3", "spikes_per_1k_h10", "spikes_per_1k_h100", "largest_spike",
-           "steps_to_recover", "final_loss")
-RATES = {"spikes_per_1k_h3": "n_spikes_h3", "spikes_per_1k_h10": "n_spikes_h10",
-         "spikes_per_1k_h100": "n_spikes_h100"}  # rate column -> its per-run episode count
+DEFINITIONS = tuple(spikes.DEFINITIONS)  # R3 (spikes.PRIMARY, first), R10, R100, Z6
+RATES = {f"spikes_{d}": f"n_spikes_{d}" for d in DEFINITIONS}  # rate column -> its per-run episode count
+PRIMARY_RATE = f"spikes_{spikes.PRIMARY}"  # the sort key and the first column
+METRICS = (*RATES, "largest_spike", "steps_to_recover", "final_loss")
 PER = 1000  # the rates are per 1k steps
 WORKLOAD_ORDER = {"mlp": 0, "gpt": 1}
 
@@ -72,8 +80,15 @@ def run_table(metrics: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     if metrics.empty:
         return pd.DataFrame(columns=["run_id", "workload", "arm", "seed", "lr", "status", *METRICS, "init_loss",
                                      "n_steps", *RATES.values()])
-    s = spikes.summarize(metrics).rename(columns={"median_steps_to_recover": "steps_to_recover"})
-    quiet = set(s.loc[~(s["largest_spike"] > 0), "run_id"])  # runs without an episode
+    # R3 (the primary) gives the largest spike and the recovery; every definition its own rate
+    s = spikes.summarize(metrics, definition=spikes.PRIMARY).rename(
+        columns={"median_steps_to_recover": "steps_to_recover", "spikes_per_1k": PRIMARY_RATE})
+    s = s[["run_id", "experiment", "seed", "status", "n_steps", PRIMARY_RATE, "largest_spike", "steps_to_recover"]]
+    for d in DEFINITIONS:
+        if f"spikes_{d}" != PRIMARY_RATE:
+            other = spikes.summarize(metrics, definition=d)[["run_id", "spikes_per_1k"]]
+            s = s.merge(other.rename(columns={"spikes_per_1k": f"spikes_{d}"}), on="run_id", how="left")
+    quiet = set(s.loc[~(s["largest_spike"] > 0), "run_id"])  # runs without an R3 episode
     ratio = {rid: spikes.largest_ratio(g.sort_values("step")["value"].to_numpy(float))
              for rid, g in metrics[metrics["metric"] == "loss"].groupby("run_id") if rid in quiet}
     s["largest_spike"] = [h if h > 0 else ratio[rid] for rid, h in zip(s["run_id"], s["largest_spike"])]
@@ -117,7 +132,7 @@ def describe(workload: str, arm: str) -> str:
 def summarize(per_run: pd.DataFrame, sens: pd.DataFrame | None = None) -> pd.DataFrame:
     """The leaderboard from ``run_table`` rows of the leaderboard runs (one lr per arm) and an
     optional ``sensitivity.table(..., by=["workload", "arm"])``: one row per workload × arm, sorted
-    by workload, then the pooled spike rate (> 3x), then final loss (intervals: module docstring)."""
+    by workload, then the pooled R3 spike rate, then final loss (intervals: module docstring)."""
     rows = []
     for (workload, arm), g in per_run.groupby(["workload", "arm"], sort=False):
         row = {"workload": workload, "arm": arm, "description": describe(workload, arm),
@@ -142,7 +157,7 @@ def summarize(per_run: pd.DataFrame, sens: pd.DataFrame | None = None) -> pd.Dat
     if out.empty:
         return out
     out["_w"] = out["workload"].map(lambda w: WORKLOAD_ORDER.get(w, 9))
-    out = out.sort_values(["_w", "workload", "spikes_per_1k_h3", "final_loss"], na_position="last")
+    out = out.sort_values(["_w", "workload", PRIMARY_RATE, "final_loss"], na_position="last")
     return out.drop(columns="_w").reset_index(drop=True)
 
 
@@ -182,16 +197,22 @@ def markdown(board: pd.DataFrame) -> str:
              "`conf/experiment/mitigations.yaml` (and, for the LR sensitivity, `mitigations_lr` and "
              "`w2_qk_norm`). No verdicts: a comparison on two small spiking workloads. Each cell: value "
              "[95% interval]; no interval leaves the quantity's range.", "",
-             "- **Spikes** (>3x, >10x, >100x /1k): episodes with loss > 3x (10x, 100x) the median of the "
-             "previous 100 steps. The value is the rate pooled over the seeds, 1000 × (episodes summed over "
-             "the seeds) / (steps summed over the seeds; a diverged seed counts the steps it ran), which is "
-             "the mean of the seeds' rates when they ran equal steps. The interval is the exact (Garwood) "
-             "Poisson 95% interval of the pooled episode count, scaled the same way: never below 0, "
-             "[0, 3.69 × 1000 / steps] with no episode. It treats the seeds as one Poisson process with a "
-             "common rate, so where the seeds' rates differ it is narrower than an interval over seeds.",
-             "- **Largest** (the tallest spike's ratio to its baseline; without an episode the largest "
-             "loss / median ratio), **recover** (median steps from a peak back to 1.2x the pre-spike "
-             "baseline, over the seeds with a recovered spike), **final loss** (median loss of the last 5% "
+             "- **Spikes /1k** under the four spike definitions of CLAIMS.md (\"Spike definitions\", "
+             "`replicate/spikes.py`), fixed before any run: **R3** (the primary: an episode starts when the "
+             "loss exceeds 3x the median of the previous 100 non-spiking losses and ends when it is back "
+             "under 1.2x that median), **R10** and **R100** (the same rule at 10x and 100x), **Z6** "
+             "(OLMo-core's SkipStepOptimizer rule: the loss exceeds the mean of the previous 128 losses by "
+             "more than 6 standard deviations; consecutive flagged steps are one episode). The board is "
+             "ranked by R3; the other three are shown beside it, none is picked afterwards. The value is "
+             "the rate pooled over the seeds, 1000 × (episodes summed over the seeds) / (steps summed over "
+             "the seeds; a diverged seed counts the steps it ran), which is the mean of the seeds' rates "
+             "when they ran equal steps. The interval is the exact (Garwood) Poisson 95% interval of the "
+             "pooled episode count, scaled the same way: never below 0, [0, 3.69 × 1000 / steps] with no "
+             "episode. It treats the seeds as one Poisson process with a common rate, so where the seeds' "
+             "rates differ it is narrower than an interval over seeds.",
+             "- **Largest** (the tallest R3 episode's ratio to its baseline; without an R3 episode the "
+             "largest loss / median ratio), **recover** (median steps from an R3 peak back to 1.2x the "
+             "pre-spike baseline, over the seeds with a recovered R3 episode), **final loss** (median loss of the last 5% "
              "of steps) and **LR sens.** (mean over a 5-point LR grid of min(final loss, initial loss) "
              "minus the best, Wortsman et al. 2023; only the arms with a grid): the mean over seeds with "
              "its 95% Student-t interval over seeds, clipped at 0 (none of them can be negative; clipping "
@@ -200,13 +221,13 @@ def markdown(board: pd.DataFrame) -> str:
              "of the mean is exactly the seeds' min to max, which covers even the median only 75% of the "
              "time. With 3 seeds t(0.975; 2) = 4.30, so these intervals are wide; a value without an "
              "interval comes from one seed; `diverged`: a seed diverged (its final loss is infinite).",
-             "- Sorted by the pooled spike rate (> 3x), then final loss.", ""]
+             "- Sorted by the pooled spike rate under R3, then final loss.", ""]
     if board.empty:
         return "\n".join(lines + ["No runs of experiment `mitigations` yet: `make replicate CLAIMS=mitigations`.", ""])
     for workload, g in board.groupby("workload", sort=False):
         lines += [f"## {workload}", "",
-                  "| # | arm | what it is | spikes >3x /1k | >10x /1k | >100x /1k | largest | recover (steps) | "
-                  "final loss | LR sens. | seeds |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| # | arm | what it is | spikes R3 /1k | R10 /1k | R100 /1k | Z6 /1k | largest (R3) | "
+                  "recover (R3, steps) | final loss | LR sens. | seeds |", "|---" * 12 + "|"]
         for i, r in enumerate(g.itertuples(), 1):
             cells = [_fmt(getattr(r, m), getattr(r, f"{m}_lo"), getattr(r, f"{m}_hi")) for m in METRICS]
             sens = _fmt(r.lr_sensitivity, r.lr_sensitivity_lo, r.lr_sensitivity_hi)

@@ -28,9 +28,9 @@ UNIT = (0.0, 1.0)
 # ---------------------------------------------------------------------------------- leaderboard
 # every column of results/leaderboard.md that carries an interval, and the range of its quantity
 LEADERBOARD_RANGES = {
-    "spikes >3x /1k": NONNEG, ">10x /1k": NONNEG, ">100x /1k": NONNEG,  # rates per 1k steps
-    "largest": NONNEG,  # a loss / median ratio of positive losses
-    "recover (steps)": NONNEG,  # steps
+    "spikes R3 /1k": NONNEG, "R10 /1k": NONNEG, "R100 /1k": NONNEG, "Z6 /1k": NONNEG,  # rates per 1k steps
+    "largest (R3)": NONNEG,  # a loss / median ratio of positive losses
+    "recover (R3, steps)": NONNEG,  # steps
     "final loss": NONNEG,  # a cross-entropy / quadratic loss
     "LR sens.": NONNEG,  # mean of min(final, init) minus its minimum
 }
@@ -203,7 +203,7 @@ def test_the_spike_rate_figure_draws_the_pooled_poisson_interval():
         segs = container.lines[2][0].get_segments()
         pts = container.lines[0].get_ydata()
         bars[label] = [(float(y), float(s[0][1]), float(s[1][1])) for y, s in zip(pts, segs)]
-    h3 = next(v for k, v in bars.items() if k.startswith("height > 3×"))
+    h3 = next(v for k, v in bars.items() if k.startswith("R3 (primary)"))
     # calm: 0 in 2000 steps; spiky: 4 in 2000 steps (arms in sorted order)
     assert h3 == [pytest.approx(rate_interval([0, 0], [1000, 1000])), pytest.approx(rate_interval([3, 1], [1000, 1000]))]
     assert all(lo >= 0 for bars_of in bars.values() for _, lo, _ in bars_of)
@@ -224,6 +224,7 @@ def test_the_leaderboard_figure_names_its_intervals():
     assert (board[[c for c in board.columns if c.endswith("_lo")]].fillna(0) >= 0).all().all()
     fig = figures.fig_leaderboard(board)
     labels = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
-    assert "spikes: rate pooled over seeds, exact Poisson 95% interval" in labels
+    assert "spikes R3 (primary): rate pooled over seeds, exact Poisson 95% interval" in labels
+    assert all(f"spikes {d}: rate pooled over seeds, exact Poisson 95% interval" in labels for d in ("R10", "R100", "Z6"))
     assert "final loss: mean over seeds, 95% t interval clipped at 0" in labels
     plt.close(fig)

@@ -67,22 +67,67 @@ def _runs(arms: dict[str, str], seeds: dict[str, int], workload="mlp", lr=3e-3, 
                           "model.name": workload, "label": arm, "optimizer.lr": lr} for rid, arm in arms.items()])
 
 
-def test_run_table_counts_planted_spikes_by_height_their_size_and_recovery():
+def test_run_table_counts_planted_spikes_under_each_definition_their_size_and_recovery():
     series = {"r": planted(height=50.0), "q": planted(at=(300,), height=500.0), "f": flat() + 0.01 * np.sin(np.arange(1000))}
     seeds = {k: 0 for k in series}
     t = leaderboard.run_table(tidy(series, seeds), _runs({"r": "a", "q": "b", "f": "c"}, seeds)).set_index("run_id")
-    assert t.loc["r", "spikes_per_1k_h3"] == 2 and t.loc["r", "spikes_per_1k_h10"] == 2
-    assert t.loc["r", "spikes_per_1k_h100"] == 0 and t.loc["q", "spikes_per_1k_h100"] == 1
+    assert t.loc["r", "spikes_R3"] == 2 and t.loc["r", "spikes_R10"] == 2 and t.loc["r", "spikes_Z6"] == 2
+    assert t.loc["r", "spikes_R100"] == 0 and t.loc["q", "spikes_R100"] == 1
     assert t.loc["r", "largest_spike"] == pytest.approx(50.0) and t.loc["q", "largest_spike"] == pytest.approx(500.0)
     # peak at the spike's first step; 1.2x the baseline is reached after the spike (3 steps) and the tail (2)
     assert t.loc["r", "steps_to_recover"] == 5
-    assert t.loc["f", "spikes_per_1k_h3"] == 0 and math.isnan(t.loc["f", "steps_to_recover"])
+    assert t.loc["f", "spikes_R3"] == 0 and math.isnan(t.loc["f", "steps_to_recover"])
+    assert t.loc["f", "spikes_Z6"] == 0  # a smooth wiggle is no 6-sigma excursion
     assert 1.0 < t.loc["f", "largest_spike"] < 1.05  # no episode: the largest loss / running median
     assert t.loc["r", "final_loss"] == 1.0 and t.loc["r", "init_loss"] == 1.0
     # the integer counts behind the rates, and the steps they are over
-    assert t.loc["r", "n_steps"] == 1000 and t.loc["r", "n_spikes_h3"] == 2 and t.loc["q", "n_spikes_h100"] == 1
-    assert t.loc["f", "n_spikes_h3"] == 0 and t["n_spikes_h10"].dtype.kind == "i"
+    assert t.loc["r", "n_steps"] == 1000 and t.loc["r", "n_spikes_R3"] == 2 and t.loc["q", "n_spikes_R100"] == 1
+    assert t.loc["f", "n_spikes_R3"] == 0 and t["n_spikes_R10"].dtype.kind == "i"
     assert list(t["workload"].unique()) == ["mlp"]
+    assert not any("_h3" in c or "_h10" in c for c in t.columns)  # the legacy height buckets are gone
+
+
+def noisy_band(seed: int, n: int = 2000) -> np.ndarray:
+    """A noisy loss around 1 with a 4-6x step every 50 steps: each crosses 3x the median (R3 counts
+    it), none 10x (R10 and R100 do not). The base noise (lognormal, sigma 0.3, kept in [0.6, 1.8]:
+    never 3x the median by itself) and the earlier 4-6x steps in Z6's window of 128 widen its
+    standard deviation, so Z6 counts only some of them."""
+    rng = np.random.default_rng(seed)
+    x = np.clip(np.exp(0.3 * rng.standard_normal(n)), 0.6, 1.8)
+    at = np.arange(100, n, 50)
+    x[at] = rng.uniform(4.0, 6.0, len(at))
+    return x
+
+
+def isolated_jumps(seed: int, n: int = 2000) -> np.ndarray:
+    """A quiet loss of 1 (tiny noise) with 3 isolated 1000x jumps: every definition counts them."""
+    rng = np.random.default_rng(seed)
+    x = 1.0 + 0.01 * rng.standard_normal(n)
+    for t in (400 + seed, 1000, 1600):
+        x[t] = 1000.0
+    return x
+
+
+def test_the_definitions_disagree_on_a_noisy_band_and_agree_on_isolated_jumps():
+    """A noisy 4-6x band is spiking for R3 and not for R10 or R100 (Z6, scaled by the band's own
+    noise, counts fewer of its steps than R3 does); isolated 1000x jumps are spikes under all four.
+    The board ranks by R3: the band's arm is the spikier one there, the jumps' under R10, R100, Z6."""
+    per_run = _board({"band": noisy_band, "jumps": isolated_jumps})
+    t = per_run.set_index("run_id")
+    for s in range(3):
+        band, jumps = t.loc[f"band-{s}"], t.loc[f"jumps-{s}"]
+        assert band["n_spikes_R3"] == len(range(100, 2000, 50)) == 38
+        assert band["n_spikes_R10"] == 0 and band["n_spikes_R100"] == 0
+        assert band["n_spikes_Z6"] < band["n_spikes_R3"]
+        assert jumps["n_spikes_R3"] == jumps["n_spikes_R10"] == jumps["n_spikes_R100"] == jumps["n_spikes_Z6"] == 3
+    board = leaderboard.summarize(per_run).set_index("arm")
+    assert list(board.index) == ["jumps", "band"]  # sorted by R3, the primary: 1.5 < 19 per 1k
+    assert board.loc["band", "spikes_R3"] == pytest.approx(19.0) and board.loc["jumps", "spikes_R3"] == pytest.approx(1.5)
+    assert board.loc["band", "spikes_R10"] == 0 < board.loc["jumps", "spikes_R10"] == pytest.approx(1.5)
+    assert board.loc["band", "spikes_R10_lo"] == 0.0 and board.loc["band", "spikes_R10_hi"] > 0
+    assert board.loc["jumps", "largest_spike"] == pytest.approx(1000.0, rel=0.05)  # R3's episodes
+    page = leaderboard.markdown(leaderboard.summarize(per_run))
+    assert "| spikes R3 /1k | R10 /1k | R100 /1k | Z6 /1k | largest (R3) |" in page
 
 
 def _board(series_of, n_seeds=3, **kw):
@@ -103,8 +148,8 @@ def test_ranking_is_by_spikes_then_final_loss_with_intervals_over_seeds():
     assert list(board["arm"]) == ["calm_low", "calm_high", "one_spike", "spiky"]
     row = board.set_index("arm").loc["calm_low"]
     assert row["final_loss"] == pytest.approx(1.1) and row["final_loss_lo"] < 1.1 < row["final_loss_hi"]
-    assert row["seeds"] == [0, 1, 2] and row["spikes_per_1k_h3"] == 0
-    assert board.set_index("arm").loc["spiky", "spikes_per_1k_h3"] == 3
+    assert row["seeds"] == [0, 1, 2] and row["spikes_R3"] == 0
+    assert board.set_index("arm").loc["spiky", "spikes_R3"] == 3
 
 
 def test_spike_rates_are_pooled_over_seeds_with_the_exact_poisson_interval():
@@ -114,13 +159,13 @@ def test_spike_rates_are_pooled_over_seeds_with_the_exact_poisson_interval():
     board = leaderboard.summarize(per_run).set_index("arm")
     spiky, calm = board.loc["spiky"], board.loc["calm"]
     # 9 episodes in 3000 steps: 3 per 1k, interval = Garwood(9) per 3 thousand steps
-    assert spiky["n_spikes_h3"] == 9 and spiky["n_steps"] == 3000
-    assert (spiky["spikes_per_1k_h3"], spiky["spikes_per_1k_h3_lo"], spiky["spikes_per_1k_h3_hi"]) == \
+    assert spiky["n_spikes_R3"] == 9 and spiky["n_steps"] == 3000
+    assert (spiky["spikes_R3"], spiky["spikes_R3_lo"], spiky["spikes_R3_hi"]) == \
         pytest.approx((3.0, *(x / 3 for x in poisson_interval(9))))
-    assert spiky["spikes_per_1k_h3_lo"] < 3.0 < spiky["spikes_per_1k_h3_hi"]  # equal seeds: not a zero-width interval
+    assert spiky["spikes_R3_lo"] < 3.0 < spiky["spikes_R3_hi"]  # equal seeds: not a zero-width interval
     # no spike in 3000 steps: [0, 3.689 / 3] per 1k, never below 0
-    assert calm["spikes_per_1k_h3"] == 0 and calm["spikes_per_1k_h3_lo"] == 0.0
-    assert calm["spikes_per_1k_h3_hi"] == pytest.approx(3.689 / 3, abs=1e-3)
+    assert calm["spikes_R3"] == 0 and calm["spikes_R3_lo"] == 0.0
+    assert calm["spikes_R3_hi"] == pytest.approx(3.689 / 3, abs=1e-3)
 
 
 def test_other_metrics_get_the_t_interval_clipped_at_zero():
@@ -134,7 +179,7 @@ def test_other_metrics_get_the_t_interval_clipped_at_zero():
 
 def test_one_seed_gives_a_rate_interval_and_no_interval_over_seeds():
     row = leaderboard.summarize(_board({"a": lambda s: planted(at=(300,))}, n_seeds=1)).iloc[0]
-    assert row["seeds"] == [0] and row["spikes_per_1k_h3"] == 1.0 and 0 < row["spikes_per_1k_h3_lo"] < 1.0
+    assert row["seeds"] == [0] and row["spikes_R3"] == 1.0 and 0 < row["spikes_R3_lo"] < 1.0
     assert math.isnan(row["final_loss_lo"]) and math.isnan(row["largest_spike_hi"])
     page = leaderboard.markdown(leaderboard.summarize(_board({"a": lambda s: planted(at=(300,))}, n_seeds=1)))
     assert "| 1 [0.0253, 5.57] |" in page  # the pooled rate's interval; final loss without one
@@ -152,8 +197,8 @@ def test_the_pooled_rate_counts_a_diverged_seed_over_the_steps_it_ran_and_can_re
     per_run = _board({"steady": lambda s: planted(at=(300, 600)), "short": short}, n_seeds=2,
                      status={"short-1": "diverged"})
     board = leaderboard.summarize(per_run).set_index("arm")
-    assert per_run.groupby("arm")["spikes_per_1k_h3"].mean().to_dict() == pytest.approx({"short": 2.5, "steady": 2.0})
-    assert board.loc["short", "spikes_per_1k_h3"] == pytest.approx(1.6) and board.loc["short", "n_steps"] == 1250
+    assert per_run.groupby("arm")["spikes_R3"].mean().to_dict() == pytest.approx({"short": 2.5, "steady": 2.0})
+    assert board.loc["short", "spikes_R3"] == pytest.approx(1.6) and board.loc["short", "n_steps"] == 1250
     assert list(board.index) == ["short", "steady"]
     assert board.loc["short", "final_loss"] == math.inf and board.loc["short", "diverged"] == 1
 
@@ -163,9 +208,9 @@ def test_a_run_without_a_finite_step_adds_no_steps_and_no_spikes():
         return planted(at=(300,)) if s == 0 else np.full(1000, np.nan)
 
     per_run = _board({"a": run}, n_seeds=2, status={"a-1": "diverged"})
-    assert per_run.set_index("seed").loc[1, "n_steps"] == 0 and per_run.set_index("seed").loc[1, "n_spikes_h3"] == 0
+    assert per_run.set_index("seed").loc[1, "n_steps"] == 0 and per_run.set_index("seed").loc[1, "n_spikes_R3"] == 0
     row = leaderboard.summarize(per_run).iloc[0]
-    assert row["spikes_per_1k_h3"] == 1.0 and row["n_steps"] == 1000
+    assert row["spikes_R3"] == 1.0 and row["n_steps"] == 1000
 
 
 def test_the_page_says_what_each_interval_is_and_none_goes_below_zero():
@@ -174,7 +219,7 @@ def test_the_page_says_what_each_interval_is_and_none_goes_below_zero():
     per_run = _board({"spiky": lambda s: planted(at=(200, 400 + 100 * s), height=10.0 + 200 * s),
                       "calm": lambda s: flat(level=(1e-3, 1e-3, 0.5)[s])})
     page = leaderboard.markdown(leaderboard.summarize(per_run))
-    for words in ("rate pooled over the seeds", "exact (Garwood) Poisson 95% interval", "common rate",
+    for words in ("R3** (the primary", "**R10** and **R100**", "**Z6**", "OLMo-core", "rate pooled over the seeds", "exact (Garwood) Poisson 95% interval", "common rate",
                   "95% Student-t interval over seeds, clipped at 0", "Not a bootstrap", "min to max",
                   "Sorted by the pooled spike rate"):
         assert words in page, words

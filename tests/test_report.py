@@ -182,7 +182,9 @@ def test_spike_rates_and_event_alignment_measure_the_synthetic_spikes(synthetic)
     root, _ = synthetic
     table = figures.spike_table(results.load(root, metrics=["loss"]), results.runs(root), "synth")
     assert len(table) == 12
-    assert np.allclose(table["spikes_per_1k"], 3 / 400 * 1000)  # 3 spikes in 400 steps in every run
+    assert np.allclose(table["spikes_R3"], 3 / 400 * 1000)  # 3 spikes in 400 steps in every run
+    assert {"spikes_R10", "spikes_R100", "spikes_Z6"} <= set(table.columns)
+    assert np.allclose(table["spikes_R10"], 3 / 400 * 1000) and (table["spikes_R100"] == 0).all()  # 20x jumps
     eps = figures.episodes(results.load(root, metrics=["loss"]))
     assert len(eps) == 36 and set(eps["height"].round(-1)) == {20.0}
     wide = figures._per_run(results.load(root), ["rms_g2_over_v/layer0"])
@@ -384,3 +386,31 @@ def test_the_page_opens_in_a_real_browser_with_every_image_loaded(synthetic):
         assert len(images) >= 6 and all(done and w > 0 for done, w in images)
     finally:
         d.quit()
+
+
+def test_spike_figures_draw_r3_first_and_name_the_other_definitions(synthetic):
+    """The loss curves mark R3's episodes (the primary) at their peaks and the other definitions'
+    episode starts, each with its own legend entry; the spike rates are drawn under all four
+    definitions (the heatmap: R3's); the captions say which definition is drawn."""
+    import matplotlib.pyplot as plt
+
+    from replicate.report.figures import loss as loss_fig, spike_rates
+
+    root, _ = synthetic
+    runs, metrics = results.runs(root), results.load(root, metrics=["loss"])
+    fig = figures.fig_loss_curves(metrics, runs, "synth")
+    labels = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert labels.count(figures.style.SPIKE_LABEL) == 1 and "R3" in figures.style.SPIKE_LABEL
+    for d in ("R10", "Z6"):  # the synthetic 20x jumps: R10 and Z6 episodes, none for R100
+        assert any(lab.startswith(f"{d} episode start") for lab in labels), (d, labels)
+    assert not any(lab.startswith("R100") for lab in labels)
+    assert all("R3 spikes" in ax.get_title() for ax in fig.axes if ax.get_visible())
+    plt.close(fig)
+    fig = figures.fig_spike_rates(metrics, runs, "synth")  # two swept keys: R3's heatmap
+    assert "R3 spike rate" in fig._suptitle.get_text()
+    plt.close(fig)
+    for kinds in (loss_fig.KINDS, spike_rates.KINDS):
+        caption = kinds[0].caption
+        assert all(d in caption for d in ("R3", "R10", "R100", "Z6")) and "primary" in caption
+    eps = figures.episodes(metrics)  # R3's episodes unless told
+    assert eps.equals(figures.episodes(metrics, definition="R3"))

@@ -18,9 +18,15 @@ and returns a matplotlib Figure, or ``None`` when there is nothing to draw (the 
 "no data for this figure" box in its place). Every figure has labelled axes, a legend (or a colour
 bar) and the number of seeds in its title.
 
-Spikes are ``replicate.spikes.detect``'s: loss > 3× the median of the previous 100 logged losses
-(Molybog et al. 2023's and this suite's a-priori definition); rates per 1k steps at heights > 3×,
-10×, 100× (CLAIMS.md asks for rates by height).
+Spikes are episodes under the four definitions of CLAIMS.md ("Spike definitions",
+``replicate.spikes.DEFINITIONS``), fixed before any run: R3, the primary (the loss exceeds 3× the
+median of the previous 100 non-spiking logged losses, until back under 1.2× it), R10 and R100 (the
+same rule at 10× and 100×) and Z6 (OLMo-core's SkipStepOptimizer rule: more than 6 standard
+deviations above the mean of the previous 128 losses). ``selection.episodes`` gives R3's unless
+told otherwise, so every figure that marks or aligns on spikes uses R3's episodes; the loss curves
+also mark the other three definitions' episode starts, the spike-rate figure draws the rate under
+each of the four (pooled over seeds, exact Poisson interval), its heatmap R3's, and the leaderboard
+figure R3's rate beside R10's, R100's and Z6's. The legacy rule (``spikes.detect``) draws nothing.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Loss curves: training loss per arm of the sweep, one line per seed, detected spikes marked."""
+"""Loss curves: training loss per arm of the sweep, one line per seed, spikes marked: R3's episodes
+(the primary definition) at their peaks, R10's, R100's and Z6's at their starts."""
 
 from __future__ import annotations
 
@@ -10,15 +11,21 @@ import seaborn as sns
 
 from .arms import _natural_arms, arm_labels
 from .kinds import Kind
+from ... import spikes
 from .selection import _of, episodes
-from .style import MAX_POINTS, _legend_entries, _mark_spikes, _seeds, _thin, tight
+from .style import MAX_POINTS, OTHER_SPIKES, _legend_entries, _mark_spikes, _seeds, _thin, tight
+
+OTHERS = tuple(d for d in spikes.DEFINITIONS if d != spikes.PRIMARY)  # R10, R100, Z6
+OTHER_LABELS = {"R10": "R10 episode start (R3's rule at 10×)", "R100": "R100 episode start (R3's rule at 100×)",
+                "Z6": "Z6 episode start (OLMo-core: > 6σ above the mean of the previous 128)"}
 
 
 def fig_loss_curves(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, max_points: int = MAX_POINTS,
                     eps: pd.DataFrame | None = None):
     """Training loss over steps, one panel per arm of the sweep (β2, batch size, ε, ...), one line
-    per seed, detected spikes marked at their peak (log scale; symmetric log for a loss that can be
-    negative)."""
+    per seed (log scale; symmetric log for a loss that can be negative). R3's episodes (the primary
+    definition; ``eps``, R3's unless given) are marked at their peak with crimson triangles, and the
+    other definitions' (R10, R100, Z6) at their first step with small distinct markers."""
     runs = _of(runs, experiment)
     loss = _of(metrics, experiment)
     loss = loss[loss["metric"] == "loss"]
@@ -26,6 +33,9 @@ def fig_loss_curves(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, 
         return None
     runs = runs.assign(arm=arm_labels(runs))
     eps = (episodes(loss) if eps is None else eps).merge(runs[["run_id", "arm", "seed"]], on="run_id")
+    at = loss[["run_id", "step", "value"]].rename(columns={"step": "start", "value": "start_loss"})
+    others = {d: episodes(loss, definition=d)[["run_id", "start"]].merge(at, on=["run_id", "start"])
+              .merge(runs[["run_id", "arm"]], on="run_id") for d in OTHERS}
     df = _thin(loss.merge(runs[["run_id", "arm"]], on="run_id"), max_points=max_points)
     arms = _natural_arms(runs)
     drawn = set(df["arm"])
@@ -47,8 +57,13 @@ def fig_loss_curves(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, 
             ax.plot(g["step"], g["value"], lw=0.7, alpha=0.85, color=palette[seed], label=f"seed {seed}")
         e = eps[eps["arm"] == arm]
         _mark_spikes(ax, e, loss=d["value"])
+        for name, o in others.items():
+            o = o[o["arm"] == arm]
+            if len(o):
+                ax.scatter(o["start"], o["start_loss"], label=OTHER_LABELS.get(name, f"{name} episode start"),
+                           **OTHER_SPIKES[name])
         n = d["seed"].nunique()
-        ax.set_title(f"{arm}\n{_seeds(n)}, " + (f"{len(e)} spikes" if nonneg else "loss < 0: no spike ratio"),
+        ax.set_title(f"{arm}\n{_seeds(n)}, " + (f"{len(e)} R3 spikes" if nonneg else "loss < 0: no spike ratio"),
                      fontsize=8.5)
     for ax in axes.flat[len(arms):]:
         ax.set_visible(False)
@@ -73,8 +88,12 @@ def fig_loss_curves(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, 
 KINDS = (
     Kind("loss", "Loss curves", lambda d: d.has("loss"),
          lambda d: fig_loss_curves(d.metrics, d.runs, d.experiment, eps=d.eps),
-         "Training loss per arm of the sweep, one line per seed; crimson triangles mark detected spikes "
-         "(loss > 3× the median of the previous 100 logged losses, <code>replicate/spikes.py</code>). "
+         "Training loss per arm of the sweep, one line per seed; crimson triangles mark the peaks of the "
+         "spike episodes under R3, the primary definition of CLAIMS.md (the loss exceeds 3× the median of the "
+         "previous 100 non-spiking logged losses, until back under 1.2× it; <code>replicate/spikes.py</code>). "
+         "Small markers at an episode's first step: open orange circles R10, open purple squares R100 (the "
+         "same rule at 10×, 100×), teal crosses Z6 (OLMo-core's rule: more than 6 standard deviations above "
+         "the mean of the previous 128 losses). "
          "Lines are thinned to at most 1500 points, keeping each bin's maximum, so no spike is hidden.",
          "no loss was logged"),
 )

@@ -30,12 +30,13 @@ def _layers(metrics: pd.DataFrame, metric: str) -> list[str]:
     return layer_order(n.split("/", 1)[1] for n in names)
 
 
-def episodes(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Spike episodes of every run in ``metrics`` (``spikes.episodes_of`` on the loss). A run whose
-    loss goes below 0 (a linear model's θ·g) has none: a ratio to its median means nothing there."""
+def episodes(metrics: pd.DataFrame, definition: str = spikes.PRIMARY) -> pd.DataFrame:
+    """Spike episodes of every run in ``metrics`` under one of CLAIMS.md's definitions (R3, the
+    primary, unless told: ``spikes.episodes_of(..., definition=)`` on the loss). A run whose loss
+    goes below 0 (a linear model's θ·g) has none: a ratio to its median means nothing there."""
     loss = metrics[metrics["metric"] == "loss"]
     negative = loss.loc[loss["value"] < 0, "run_id"].unique()
-    return spikes.episodes_of(loss[~loss["run_id"].isin(negative)])
+    return spikes.episodes_of(loss[~loss["run_id"].isin(negative)], definition=definition)
 
 
 def _first_spike_window(eps: pd.DataFrame, runs: pd.DataFrame, before: int, after: int):

@@ -1,4 +1,5 @@
-"""Spike rates over a sweep: a heatmap over two swept keys, or rates by height per arm."""
+"""Spike rates over a sweep: a heatmap of R3's rate over two swept keys, or the rates under the four
+spike definitions of CLAIMS.md (R3, the primary, then R10, R100, Z6) per arm."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 
 from ... import spikes
 from ...stats import count_of_rate, rate_interval
@@ -22,25 +22,36 @@ if TYPE_CHECKING:
     from .kinds import Data
 
 
+# R3 first (spikes.PRIMARY), then the other definitions of CLAIMS.md, "Spike definitions"
+DEFINITIONS = (spikes.PRIMARY, *(d for d in spikes.DEFINITIONS if d != spikes.PRIMARY))
+RATE_COLUMNS = {d: f"spikes_{d}" for d in DEFINITIONS}  # definition -> its rate column in spike_table
+
+
 def spike_table(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str | None = None) -> pd.DataFrame:
-    """One row per run: spikes per 1k steps at heights > 3×, 10×, 100× and the run's config."""
+    """One row per run: n_steps, spikes per 1k steps under each definition (``spikes_R3``,
+    ``spikes_R10``, ``spikes_R100``, ``spikes_Z6``: all the episodes of that definition,
+    ``spikes.summarize(..., definition=d)``) and the run's config."""
     if metrics is None or metrics.empty or "metric" not in metrics.columns:
         return pd.DataFrame()
     loss = _of(metrics, experiment)
     loss = loss[loss["metric"] == "loss"]
     if loss.empty:
         return pd.DataFrame()
-    s = spikes.summarize(loss)
-    return s.merge(_of(runs, experiment).drop(columns=["experiment", "seed", "status"]), on="run_id")
+    s = None
+    for d, col in RATE_COLUMNS.items():
+        r = spikes.summarize(loss, definition=d).rename(columns={"spikes_per_1k": col})
+        s = r[["run_id", "n_steps", col]] if s is None else s.merge(r[["run_id", col]], on="run_id")
+    return s.merge(_of(runs, experiment).drop(columns=["experiment", "status"]), on="run_id")
 
 
 def fig_spike_rates(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str):
     """Spike rate over the sweep. Two swept keys among β2, batch size, ε, η, ...: a heatmap of the
-    mean spikes per 1k steps (> 3×) over seeds, each cell annotated with its mean and seed count.
-    One swept key (or named arms): spikes per 1k steps at heights > 3×, 10×, 100× per arm: the
-    rate pooled over seeds (episodes summed over the seeds per 1k steps summed over them) with the
-    exact Poisson 95% interval of the pooled count (``stats.rate_interval``; never below 0), each
-    seed's own rate as a cross."""
+    mean R3 spikes per 1k steps over seeds (R3: the primary definition), each cell annotated with
+    its mean and seed count. One swept key (or named arms): spikes per 1k steps under each of the
+    four definitions per arm, R3 first and emphasised (larger, filled), then R10, R100, Z6: the rate
+    pooled over seeds (episodes summed over the seeds per 1k steps summed over them) with the exact
+    Poisson 95% interval of the pooled count (``stats.rate_interval``; never below 0), each seed's
+    own rate as a cross."""
     table = spike_table(metrics, runs, experiment)
     if table.empty:
         return None
@@ -66,26 +77,30 @@ def fig_spike_rates(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str):
         xlabel = "arm"
     else:
         return None
-    heights = {"spikes_per_1k_h3": "> 3×", "spikes_per_1k_h10": "> 10×", "spikes_per_1k_h100": "> 100×"}
-    long = table.melt(id_vars=["run_id", "seed", "x", "n_steps"], value_vars=list(heights), var_name="height",
-                      value_name="rate")
+    long = table.melt(id_vars=["run_id", "seed", "x", "n_steps"], value_vars=list(RATE_COLUMNS.values()),
+                      var_name="column", value_name="rate")
     # the integer episode count behind each run's rate (exact, or an error), pooled per arm below
     long["count"] = [count_of_rate(r, n) for r, n in zip(long["rate"], long["n_steps"])]
-    long["height"] = long["height"].map(heights)
-    fig, ax = plt.subplots(figsize=(max(4.5, 0.9 * len(order) + 2.5), 3.2))
-    palette = dict(zip(heights.values(), sns.color_palette("rocket", 3)))
-    dodge = {h: (i - 1) * 0.22 for i, h in enumerate(heights.values())}
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.0 * len(order) + 2.5), 3.2))
+    # the loss curves' marker colours (style.OTHER_SPIKES): R3 crimson, R10 orange, R100 purple, Z6 teal
+    palette = dict(zip(DEFINITIONS, ["crimson", "darkorange", "purple", "teal"]))
+    markers = dict(zip(DEFINITIONS, ["o", "s", "D", "^"]))
+    width = 0.18
+    dodge = {d: (i - (len(DEFINITIONS) - 1) / 2) * width for i, d in enumerate(DEFINITIONS)}
     pos = {x: i for i, x in enumerate(order)}
-    for h in heights.values():
-        d = long[long["height"] == h]
-        stats = {x: rate_interval(g["count"], g["n_steps"]) for x, g in d.groupby("x")}
-        xs = [pos[x] + dodge[h] for x in stats]
+    for d, col in RATE_COLUMNS.items():
+        primary = d == spikes.PRIMARY
+        g_d = long[long["column"] == col]
+        stats = {x: rate_interval(g["count"], g["n_steps"]) for x, g in g_d.groupby("x")}
+        xs = [pos[x] + dodge[d] for x in stats]
         rates = [s[0] for s in stats.values()]
         err = np.array([[max(0.0, s[0] - s[1]) if np.isfinite(s[1]) else 0.0 for s in stats.values()],
                         [max(0.0, s[2] - s[0]) if np.isfinite(s[2]) else 0.0 for s in stats.values()]])
-        ax.errorbar(xs, rates, yerr=err, fmt="o", ms=5, capsize=3, color=palette[h],
-                    label=f"height {h}: pooled rate, exact Poisson 95% interval")
-        ax.scatter([pos[x] + dodge[h] + 0.06 for x in d["x"]], d["rate"], s=9, color=palette[h], alpha=0.45,
+        ax.errorbar(xs, rates, yerr=err, fmt=markers[d], ms=5.5 if primary else 3.5, capsize=3 if primary else 2,
+                    lw=1.3 if primary else 0.8, color=palette[d], mfc=palette[d] if primary else "white",
+                    zorder=3 if primary else 2,
+                    label=f"{d}{' (primary)' if primary else ''}: pooled rate, exact Poisson 95% interval")
+        ax.scatter([pos[x] + dodge[d] + 0.05 for x in g_d["x"]], g_d["rate"], s=9, color=palette[d], alpha=0.45,
                    marker="x", linewidths=0.8)
     ax.scatter([], [], s=9, color="gray", marker="x", label="one seed")
     ax.set_xticks(range(len(order)), order, rotation=30 if xlabel == "arm" else 0, ha="right" if xlabel == "arm" else "center",
@@ -94,7 +109,8 @@ def fig_spike_rates(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str):
     ax.set_ylabel("spikes per 1k steps")
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=7.5, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    ax.set_title(f"{experiment}: spike rate by height ({_seeds(n_seeds)} per arm)", fontsize=9.5)
+    ax.set_title(f"{experiment}: spike rate under R3 (primary), R10, R100, Z6 ({_seeds(n_seeds)} per arm)",
+                 fontsize=9.5)
     tight(fig)
     return fig
 
@@ -106,7 +122,8 @@ def _rate_heatmap(table: pd.DataFrame, xkey: str, ykey: str, experiment: str, n_
     nrow = math.ceil(len(panels) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * (1.0 * len(xs) + 2.6) + 0.6, nrow * (0.6 * len(ys) + 1.6) + 0.5),
                              squeeze=False)
-    vmax = max(1e-9, float(table["spikes_per_1k_h3"].max()))
+    col = RATE_COLUMNS[spikes.PRIMARY]
+    vmax = max(1e-9, float(table[col].max()))
     for ax, panel in zip(axes.flat, panels):
         t = table[table["_rest"] == panel]
         mean = np.full((len(ys), len(xs)), np.nan)
@@ -114,7 +131,7 @@ def _rate_heatmap(table: pd.DataFrame, xkey: str, ykey: str, experiment: str, n_
         for (i, y), (j, x) in ((a, b) for a in enumerate(ys) for b in enumerate(xs)):
             cell = t[(t[ykey].map(repr) == repr(y)) & (t[xkey].map(repr) == repr(x))]
             if len(cell):
-                mean[i, j] = cell["spikes_per_1k_h3"].mean()
+                mean[i, j] = cell[col].mean()
                 count[i, j] = cell["seed"].nunique()
         # drawn by hand (sns.heatmap draws the whole figure once per call to place its tick labels)
         im = ax.imshow(mean, cmap="rocket_r", vmin=0, vmax=vmax, aspect="auto", interpolation="nearest")
@@ -127,7 +144,7 @@ def _rate_heatmap(table: pd.DataFrame, xkey: str, ykey: str, experiment: str, n_
         ax.set_xticks(range(len(xs)), [_value_label(xkey, x) for x in xs])
         ax.set_yticks(range(len(ys)), [_value_label(ykey, y) for y in ys])
         ax.grid(False)
-        fig.colorbar(im, ax=ax, label="spikes per 1k steps (> 3×),\nmean over seeds")
+        fig.colorbar(im, ax=ax, label=f"{spikes.PRIMARY} spikes per 1k steps,\nmean over seeds")
         ax.set_xlabel(_SYMBOL.get(xkey, xkey))
         ax.set_ylabel(_SYMBOL.get(ykey, ykey))
         if len(panels) > 1 or panel != "all runs":
@@ -135,7 +152,7 @@ def _rate_heatmap(table: pd.DataFrame, xkey: str, ykey: str, experiment: str, n_
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     more = f"; first {max_panels} of {table['_rest'].nunique()} arms" if table["_rest"].nunique() > max_panels else ""
-    fig.suptitle(f"{experiment}: spike rate over {_SYMBOL.get(ykey, ykey)} × {_SYMBOL.get(xkey, xkey)} "
+    fig.suptitle(f"{experiment}: {spikes.PRIMARY} spike rate over {_SYMBOL.get(ykey, ykey)} × {_SYMBOL.get(xkey, xkey)} "
                  f"(n = seeds per cell, up to {n_seeds}{more})", fontsize=9.5)
     tight(fig)
     return fig
@@ -149,9 +166,13 @@ def _sweeps(d: Data) -> bool:
 KINDS = (
     Kind("spike_rates", "Spike rate over the sweep", _sweeps,
          lambda d: fig_spike_rates(d.metrics, d.runs, d.experiment),
-         "Spikes per 1k steps per arm. Two swept keys (β2, batch size, ε, η): a heatmap of the mean over "
-         "seeds (> 3×), each cell with its seed count. One swept key or named arms: rates above 3×, 10× "
-         "and 100× the baseline (CLAIMS.md asks for rates by height): the rate pooled over seeds (episodes "
+         "Spikes per 1k steps per arm under the spike definitions of CLAIMS.md, fixed before any run: "
+         "<b>R3</b> (the primary: the loss exceeds 3× the median of the previous 100 non-spiking losses, "
+         "until back under 1.2× it), <b>R10</b> and <b>R100</b> (the same rule at 10× and 100×) and <b>Z6</b> "
+         "(OLMo-core's SkipStepOptimizer rule: more than 6 standard deviations above the mean of the previous "
+         "128 losses). Two swept keys (β2, batch size, ε, η): a heatmap of R3's rate, the mean over seeds, "
+         "each cell with its seed count. One swept key or named arms: the rate under each definition, R3 "
+         "first (filled, larger), then R10, R100, Z6 (open markers): the rate pooled over seeds (episodes "
          "summed over the seeds per 1k of their summed steps) with the exact (Garwood) Poisson 95% interval "
          "of the pooled count, never below 0; it treats the seeds as one Poisson process with a common "
          "rate, so it is narrower than an interval over seeds where they differ. Crosses: single seeds.",

@@ -18,7 +18,12 @@ from matplotlib.ticker import LogFormatterSciNotation  # noqa: E402
 sns.set_theme(context="paper", style="whitegrid", font_scale=1.0)
 
 MAX_POINTS = 1500  # points per line at most (a run's maximum in each bin is kept: spikes survive)
-SPIKE = dict(marker="v", color="crimson", s=16, zorder=5, linewidths=0)
+SPIKE = dict(marker="v", color="crimson", s=16, zorder=5, linewidths=0)  # an R3 episode's peak (the primary)
+# the episode starts of the other definitions of CLAIMS.md, small and distinct (R3's SPIKE stays the main mark)
+OTHER_SPIKES = {"R10": dict(marker="o", s=9, facecolors="none", edgecolors="darkorange", linewidths=0.8, zorder=4),
+                "R100": dict(marker="s", s=9, facecolors="none", edgecolors="purple", linewidths=0.8, zorder=4),
+                "Z6": dict(marker="x", s=9, color="teal", linewidths=0.8, zorder=4)}
+SPIKE_LABEL = "R3 spike (primary): peak of an episode > 3× median of previous 100"
 
 
 def tight(fig) -> None:
@@ -98,12 +103,11 @@ def _thin(df: pd.DataFrame, by: str = "run_id", keep_max: bool = True, max_point
 
 
 def _mark_spikes(ax, eps: pd.DataFrame, loss: pd.Series | None = None, label: bool = True):
-    """Crimson triangles at each episode's peak loss (or vertical lines without ``loss``)."""
+    """Crimson triangles at each (R3) episode's peak loss (or vertical lines without ``loss``)."""
     if eps.empty:
         return
     if loss is not None:
-        ax.scatter(eps["peak"], eps["peak_loss"], label="spike (> 3× median of previous 100)" if label else None,
-                   **SPIKE)
+        ax.scatter(eps["peak"], eps["peak_loss"], label=SPIKE_LABEL if label else None, **SPIKE)
     else:
         for i, s in enumerate(eps["rise_start"]):
             ax.axvline(s, color="crimson", lw=0.8, ls=":", label="loss rise starts" if label and i == 0 else None)

@@ -248,10 +248,11 @@ def _experiment_task(task) -> dict[str, dict]:
 def _leaderboard_figure(out: Path, board: pd.DataFrame, has_md: bool) -> dict:
     """The mitigation leaderboard's figure entry (``board``: ``replicate.leaderboard.table``)."""
     return _figure(out, "leaderboard", "Mitigation leaderboard",
-                   "Per workload, spikes per 1k steps (> 3× the median of the previous 100 steps) and the final "
-                   "loss (median of the last 5% of steps) per mitigation arm: the spike rate pooled over seeds with "
-                   "its exact Poisson 95% interval, the final loss's mean with its 95% t interval over seeds "
-                   "clipped at 0, fewest spikes first (<code>conf/experiment/mitigations.yaml</code>, arms in "
+                   "Per workload, spike episodes per 1k steps under R3 (the primary definition: loss > 3× the median "
+                   "of the previous 100 steps, until back under 1.2×), with R10, R100 and Z6 (OLMo-core's 6σ rule) "
+                   "beside it, and the final loss (median of the last 5% of steps) per mitigation arm: each rate "
+                   "pooled over seeds with its exact Poisson 95% interval, the final loss's mean with its 95% t "
+                   "interval over seeds clipped at 0, fewest R3 spikes first (<code>conf/experiment/mitigations.yaml</code>, arms in "
                    "<code>conf/arm/mitigations/</code>; numbers from <code>replicate/leaderboard.py</code>"
                    + (", also in <a href=\"../leaderboard.md\">leaderboard.md</a>" if has_md else "")
                    + ").",

@@ -12,7 +12,7 @@ import seaborn as sns
 
 from .kinds import Kind
 from .selection import _first_spike_window, _layers, _of, episodes
-from .style import SPIKE, _legend_entries, _seeds, tight
+from .style import SPIKE, SPIKE_LABEL, _legend_entries, _seeds, tight
 
 if TYPE_CHECKING:
     from .kinds import Data
@@ -75,7 +75,7 @@ def _around_spikes(metrics: pd.DataFrame, runs: pd.DataFrame, experiment: str, s
     top.plot(w.index, w["loss"], color="0.2", lw=0.9, label=f"training loss (seed {seed})")
     if (w["loss"] > 0).all():
         top.set_yscale("log")
-    top.scatter(mine["peak"], mine["peak_loss"], label="spike (> 3× median of previous 100)", **SPIKE)
+    top.scatter(mine["peak"], mine["peak_loss"], label=SPIKE_LABEL, **SPIKE)
     top.set_ylabel("loss")
     for label, col in series.items():
         if col not in w.columns:  # arms of one experiment may have different layers (a GPT and a quadratic)

@@ -4,6 +4,8 @@ on a run with a planted bad batch; and the judge end to end on real runs of the 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +16,7 @@ from replicate.optim import make
 from replicate.claims import CLAIMS, _load_modules, evaluate
 from replicate.claims.m11_rollback_mlp import m11
 from replicate.data import Regression
+from replicate.stats import wilson_interval
 
 _load_modules()
 N, RESTORE, SPIKE, LOSS = 300, 100, 200, 0.05
@@ -45,20 +48,21 @@ def run_rows(mode: str, outcomes: list[str], exact: bool = True, others=OTHERS) 
 
 
 def frames(spec: dict[tuple[str, int], list[str]], exact: bool = True, few: int | None = None,
-           inject: dict[int, list[int]] | None = None):
+           inject: dict[int, list[int]] | None = None, others=OTHERS, config: dict | None = None):
     """``few``: that seed's runs spike 9 times (one short of the premise); ``inject``: per seed, the
-    steps its runs' config marks as injected batches (``data.inject_at``)."""
+    steps its runs' config marks as injected batches (``data.inject_at``); ``others``: the runs' other
+    spikes; ``config``: more config keys of every run (e.g. mitigation.rollback.back)."""
     tidy, runs = [], []
     for (mode, seed), outcomes in spec.items():
         rid = f"{mode}{seed}"
-        others = OTHERS[:8] if seed == few else OTHERS
-        for name, values in run_rows(mode, outcomes, exact, others).items():
+        others_ = others[:8] if seed == few else others
+        for name, values in run_rows(mode, outcomes, exact, others_).items():
             ok = np.isfinite(values)
             tidy.append(pd.DataFrame({"run_id": rid, "experiment": "m11_rollback_mlp", "seed": seed,
                                       "status": "done", "step": np.arange(N)[ok], "metric": name,
                                       "value": values[ok]}))
         runs.append({"run_id": rid, "seed": seed, "status": "done", "mitigation.rollback.mode": mode,
-                     "data.inject_at": list((inject or {}).get(seed, [])), "data.inject_every": 0})
+                     "data.inject_at": list((inject or {}).get(seed, [])), "data.inject_every": 0, **(config or {})})
     return pd.concat(tidy, ignore_index=True), pd.DataFrame(runs)
 
 
@@ -121,6 +125,65 @@ def test_m11_premise_ten_spikes_per_seed_in_the_replay_run_injected_batches_not_
     assert j.verdict == "out of regime" and "9/14/14" in j.premise and "injected batches not counted" in j.premise
     j = m11(*frames(spec(skip=seven, feed=seven), inject={0: [20, 40, 60, 80]}))
     assert j.verdict == "replicated" and "10/14/14" in j.premise
+
+
+# ------------------------------------------------- the flagged threshold and its corrected verdict
+WINDOWS = {"mitigation.rollback.back": 100, "mitigation.rollback.recur": 20, "mitigation.rollback.feed": 20}
+QUIET = tuple(range(20, SPIKE, 20))  # 9 spikes before SPIKE, none after: rate after the spike 0, p0 = 1
+BUSY = QUIET + (240,)  # one spike in the 99 steps after SPIKE: 10.1 per 1k; p0 = 0.298 (L 120), 0.668 (L 40)
+P0_SKIP, P0_FEED = math.exp(-120 / 99), math.exp(-40 / 99)
+
+
+def per_seed(clean: int, recur: int, seeds: int = 3) -> list[list[str]]:
+    return [["recur"] * recur + ["clean"] * clean] * seeds
+
+
+def test_m11_not_flagged_on_a_quiet_background():
+    j = m11(*frames(spec(skip=per_seed(7, 0), feed=per_seed(7, 0)), others=QUIET, config=WINDOWS))
+    assert j.premise_held and "0.0 per 1k" in j.detail  # rate after the first spike: 0, p0 = 1
+    assert j.verdict == "replicated" and j.flag == "" and j.corrected is None
+
+
+def test_m11_flagged_on_a_busy_background_and_a_true_claim_passes_the_corrected_threshold():
+    # clean fractions at p0: 30 of 100 per seed (skip), 67 of 100 (feed)
+    j = m11(*frames(spec(skip=per_seed(30, 70), feed=per_seed(67, 33)), others=BUSY, config=WINDOWS))
+    assert j.premise_held and j.verdict == "not replicated" and j.value == pytest.approx(0.3)  # pre-set stays
+    assert "10.1 per 1k" in j.flag and f"(b) skip {P0_SKIP:.3f} (L = 120 steps)" in j.flag
+    assert f"(c) feed {P0_FEED:.3f} (L = 40 steps)" in j.flag
+    assert "derivation: conf/experiment/m11_rollback_mlp.yaml header" in j.flag and "cannot tell" not in j.flag
+    assert wilson_interval(90, 300)[0] >= 0.8 * P0_SKIP and wilson_interval(201, 300)[0] >= 0.8 * P0_FEED
+    assert j.corrected == "replicated", j.detail
+    # the same under a failed premise: out of regime, the corrected verdict too
+    j = m11(*frames(spec(skip=per_seed(30, 70), feed=per_seed(67, 33)), others=BUSY, config=WINDOWS, few=1))
+    assert j.verdict == "out of regime" and j.flag and j.corrected == "out of regime"
+
+
+def test_m11_corrected_not_replicated_when_nothing_is_clean_in_many_events():
+    assert wilson_interval(0, 300)[1] < 0.8 * P0_SKIP  # 300 events can tell p0 from 0
+    j = m11(*frames(spec(skip=per_seed(0, 100), feed=per_seed(0, 100)), others=BUSY, config=WINDOWS))
+    assert j.flag and j.verdict == "not replicated" and j.corrected == "not replicated", j.detail
+    # one mode clean at p0, the other never: still not replicated
+    j = m11(*frames(spec(skip=per_seed(30, 70), feed=per_seed(0, 100)), others=BUSY, config=WINDOWS))
+    assert j.corrected == "not replicated"
+    # (a) not recurring: not replicated under the corrected threshold as under the pre-set one
+    j = m11(*frames(spec(skip=per_seed(30, 70), feed=per_seed(67, 33), replay=[["recur"], ["recur"], ["clean"]]),
+                    others=BUSY, config=WINDOWS))
+    assert j.verdict == "not replicated" and j.corrected == "not replicated"
+
+
+def test_m11_corrected_inconclusive_with_too_few_events_the_power_check():
+    # skip: 0 of 6 has Wilson upper bound 0.39, above 0.8 p0 = 0.238; feed: 0 of 3, 0.56, above 0.534
+    assert wilson_interval(0, 6)[1] > 0.8 * P0_SKIP and wilson_interval(0, 3)[1] > 0.8 * P0_FEED
+    for skip, feed in ((per_seed(0, 1), per_seed(0, 1)), (per_seed(2, 0), per_seed(2, 0)),
+                       (per_seed(0, 2), per_seed(67, 33))):
+        j = m11(*frames(spec(skip=skip, feed=feed), others=BUSY, config=WINDOWS))
+        assert j.flag and "cannot tell a true claim from a false one" in j.flag
+        assert j.corrected == "inconclusive", (skip, feed, j.detail)
+    # 0 of 6 feed events does have the power (upper bound 0.39 < 0.534): not replicated
+    j = m11(*frames(spec(skip=per_seed(0, 2), feed=per_seed(0, 2)), others=BUSY, config=WINDOWS))
+    assert j.corrected == "not replicated" and "(c) feed" not in j.flag.split("corrected")[1]
+    # the workload's own rate (37.8 per 1k): p0 = 0.011 for (b), so 0.8 p0 = 0.009 needs ~445 events
+    assert wilson_interval(0, 440)[1] > 0.8 * math.exp(-0.0378 * 120) > wilson_interval(0, 450)[1]
 
 
 def test_m11_is_registered_with_its_experiment():

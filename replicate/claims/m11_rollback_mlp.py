@@ -29,6 +29,20 @@ timeline bit for bit (every replay restores a snapshot and trains on the same ba
 spikes its events are drawn from; a seed without a replay run counts none. Unless the premise held
 in every seed, ``out of regime`` (``verdicts.in_regime``). The detail's rate of spikes after the
 first one (the replay runs' timeline) is counted under the same definition.
+
+Flagged threshold (issue 15 part 3; derivation: the experiment's header, written before this rule's
+verdict on the real runs was looked at). "Clean" counts any spike in the window, and the workload keeps
+spiking at its own background rate after a first spike, so even if the claim held exactly a window is
+clean only with probability p0 = exp(-rate x L): rate = the mean over the judged seeds of the replay
+runs' rate after their first spike (under the definition judged, as in the detail), L = back + recur
+(b: restore to spike + recur) and feed + recur (c: restore to the fed spike batch + recur), from the runs'
+config. When 0.8 > p0 of (b) or (c), ``Judgement.flag`` says so, and ``Judgement.corrected`` is the
+verdict under the threshold a true claim can pass: (a) as pre-set; (b) and (c) each clean in >= 0.8 x p0
+of their events, yes when the Wilson lower bound >= 0.8 p0, no when the upper bound < 0.8 p0, else
+unclear, and unclear too when 0.8 p0 is below the Wilson upper bound of 0 clean of that mode's n (the
+power check: the events could not tell a true claim, ~p0 clean, from a false one, ~0 clean); replicated
+when all are yes, not replicated when any is no, else inconclusive (``verdicts.combine``), then the same
+premise (``in_regime``). The verdict stays the pre-set threshold's.
 """
 
 from __future__ import annotations
@@ -41,10 +55,11 @@ from .. import spikes
 from ..stats import wilson_interval
 from .m7_warning_gpt import not_injected, spike_premise
 from .registry import Judgement, claim
-from .verdicts import enough_seeds, in_regime
+from .verdicts import combine, enough_seeds, in_regime
 
 SOURCE = "Chowdhery et al. 2022, PaLM (arXiv 2204.02311)"
 M11_NEED = 0.8
+DERIVATION = "conf/experiment/m11_rollback_mlp.yaml header"
 MODES = ("replay", "skip", "feed")
 MODE_KEY = "mitigation.rollback.mode"
 
@@ -119,7 +134,9 @@ def _fmt(x: float) -> str:
               "steps after the spike (its batch, in c); value = min of the clean fractions of (b) and (c), events "
               "pooled over seeds; premise counted under the definition (R3; R10, R100, Z6 beside it)",
        threshold=f"(a) recurs bit for bit in every event; (b) and (c) clean in >= {M11_NEED:.0%} of events; premise: "
-                 ">= 10 spikes per seed under the definition in the replay run (the spiking run's own timeline)")
+                 ">= 10 spikes per seed under the definition in the replay run (the spiking run's own timeline) "
+                 "(flagged where the background spike rate puts p0 = exp(-rate x window) below 0.8; corrected: "
+                 ">= 0.8 x p0 per mode, with a power check)")
 def m11(metrics: pd.DataFrame, runs: pd.DataFrame, definition: str = spikes.PRIMARY) -> Judgement:
     w = metrics[metrics["metric"].isin(["loss", "rollbacks", "rollback_recurred", "rollback_clean",
                                         "rollback_spike_step", "rollback_spike_loss"])]
@@ -189,4 +206,68 @@ def m11(metrics: pd.DataFrame, runs: pd.DataFrame, definition: str = spikes.PRIM
     held, reached = spike_premise(counts, definition)
     reached = reached.replace("spike episodes per seed", "spike episodes of the replay run (the spiking run's own "
                                                          "timeline) per seed")
-    return in_regime(Judgement(verdict, value, lo, hi, [int(s) for s in seeds], detail), held, reached)
+    j = in_regime(Judgement(verdict, value, lo, hi, [int(s) for s in seeds], detail), held, reached)
+    _flag(j, per, runs, seeds, a_ok, held, reached, definition)
+    return j
+
+
+def window_lengths(runs: pd.DataFrame) -> dict[str, float] | None:
+    """L per mode (the steps from the restore to the end of the outcome's window): back + recur (skip),
+    feed + recur (feed), from the runs' config (medians); None without those keys."""
+    keys = [f"mitigation.rollback.{k}" for k in ("back", "recur", "feed")]
+    if not set(keys) <= set(runs):
+        return None
+    back, recur, feed = (float(runs[k].median()) for k in keys)
+    if not all(math.isfinite(x) for x in (back, recur, feed)):
+        return None
+    return {"skip": back + recur, "feed": feed + recur}
+
+
+def corrected_condition(k: int, n: int, need: float) -> str:
+    """One mode under the corrected threshold ``need`` = 0.8 p0: 'unclear' without events or when
+    ``need`` is below the Wilson upper bound of 0 of n (the power check), else the Wilson interval of
+    k of n: 'yes' when its lower bound >= need, 'no' when its upper bound < need, 'unclear' otherwise."""
+    if n == 0 or need < wilson_interval(0, n)[1]:
+        return "unclear"
+    lo, hi = wilson_interval(k, n)
+    return "yes" if lo >= need else "no" if hi < need else "unclear"
+
+
+def _flag(j: Judgement, per: pd.DataFrame, runs: pd.DataFrame, seeds: list, a_ok: bool, held: dict,
+          reached: str, definition: str) -> None:
+    """Sets ``j.flag`` and ``j.corrected`` when the background rate makes 0.8 impassable (see the module)."""
+    lengths = window_lengths(runs)
+    rp = per[(per["mode"] == "replay") & per["seed"].isin(seeds)]
+    rate = rp["rate_after"].dropna()
+    if lengths is None or not len(rate):
+        return
+    rho = float(rate.mean()) / 1000
+    p0 = {m: math.exp(-rho * L) for m, L in lengths.items()}
+    if min(p0.values()) >= M11_NEED:
+        return
+    sub = per[per["seed"].isin(seeds)]
+    conditions = {"(a) replay recurs bit for bit in every event": "yes" if a_ok else "no"}
+    notes = []
+    for m, tag in (("skip", "b"), ("feed", "c")):
+        d = sub[sub["mode"] == m]
+        k, n = int(d["clean"].sum()), int(d["clean"].sum() + d["recurred"].sum())
+        need = M11_NEED * p0[m]
+        said = corrected_condition(k, n, need)
+        zero_hi = wilson_interval(0, n)[1] if n else math.nan
+        lo_m, hi_m = wilson_interval(k, n)
+        conditions[f"({tag}) {m} clean in >= {need:.4f} (0.8 p0) of events: {k}/{n}, Wilson "
+                   f"[{_fmt(round(lo_m, 4))}, {_fmt(round(hi_m, 4))}]"] = said
+        if n and need < zero_hi:
+            notes.append(f"({tag}) {m}: 0.8 p0 = {need:.4f} is below the Wilson upper bound of 0 clean of its {n} "
+                         f"events ({zero_hi:.4f}), so they cannot tell a true claim from a false one (unclear)")
+    c = combine(conditions, seeds, j.value, (j.ci_low, j.ci_high), "")
+    c = in_regime(c, held, reached)
+    impassable = [f"({t}) {m} {p0[m]:.3f} (L = {lengths[m]:g} steps)" for m, t in (("skip", "b"), ("feed", "c"))
+                  if p0[m] < M11_NEED]
+    j.flag = (f"a true claim cannot pass 'clean in >= {M11_NEED:.0%} of events': the runs spike again at "
+              f"{1000 * rho:.1f} per 1k steps after a first spike ({definition}, replay runs' timeline, seeds "
+              f"{'/'.join(str(int(s)) for s in seeds)}), so if it held exactly a window would be spike-free with "
+              f"probability p0 = exp(-rate x L): " + ", ".join(impassable) + f"; corrected: >= 0.8 x p0"
+              + (f"; {'; '.join(notes)}" if notes else "") + f" (derivation: {DERIVATION})")
+    j.corrected = c.verdict
+    j.detail += f". Corrected rule ({c.detail})"

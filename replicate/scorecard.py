@@ -145,7 +145,7 @@ def _threshold_cell(r: dict) -> str:
     under the derived threshold."""
     if not r.get("flag"):
         return str(r["threshold"])
-    return f"{r['threshold']} ⚑ *cannot be passed by a true claim* ({r['flag']}); corrected: **{r.get('corrected')}**"
+    return f"{r['threshold']} ⚑ *a true claim cannot pass it* (why: below); corrected: **{r.get('corrected')}**"
 
 
 def definition_grid(rows: list[dict], seed_set: tuple[int, ...], heldout_seed_set: tuple[int, ...] = ()) -> list[str]:
@@ -219,6 +219,8 @@ def markdown(rows: list[dict], seed_set: tuple[int, ...], heldout_seed_set: tupl
         what = (f"`{r['experiment']}` ({len(r['runs'])} runs, {r['runtime_s']:.0f} s)" if r["runs"] else "nothing yet")
         lines.append(f"- **{r['claim']}** ({r['source']}) — {r['statement']}. Metric: {r['metric']}. Run: {what}."
                      + (f" Premise: {r['premise']}." if r.get("premise") else "")
+                     + (f" ⚑ Threshold flag: {r['flag']}; the verdict under the derived threshold: "
+                        f"**{r.get('corrected')}** (the verdict stays the pre-set threshold's)." if r.get("flag") else "")
                      + (f" {r['detail']}." if r["detail"] else ""))
     return "\n".join(lines) + "\n"
 

@@ -77,3 +77,16 @@ def inject_at(runs: pd.DataFrame, steps_by_seed: dict[int, list[int]]) -> pd.Dat
     out["data.inject_at"] = [list(steps_by_seed.get(int(s), [])) for s in out["seed"]]
     out["data.inject_every"] = 0
     return out
+
+
+# Counted spike episodes (M9, Q1, Q3 premises: >= 10 episodes per seed under the definition used):
+# ``k`` isolated one-step-rise spikes (30x for 3 steps) every ``gap`` steps from ``first`` on a flat
+# noisy loss of ``n`` steps; each is one episode under R3, R10 and Z6 (30x < 100: none under R100).
+def counted_spikes(seed: int, k: int, n: int = 3000, gap: int = 100, first: int = 150,
+                   height: float = 30.0) -> np.ndarray:
+    assert first + gap * (k - 1) + 3 < n, "too many spikes for the series"
+    loss = base_loss(seed, n)
+    for i in range(k):
+        t = first + gap * i
+        loss[t:t + 3] *= height
+    return loss

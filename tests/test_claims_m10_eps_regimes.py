@@ -125,3 +125,22 @@ def test_m10_premise_each_baseline_spikes_in_every_seed():
     j = m10(metrics, runs)
     assert j.verdict == "out of regime" and "(b) toy 2/0/2" in j.premise
     assert "by its threshold: not replicated" in j.detail
+
+
+def test_m10_counts_the_episodes_of_the_definition_used():
+    assert CLAIMS["M10"].spikes
+    j = m10(*_frames(), definition="Z6")  # 5x one-step spikes on a 1% noise band: 6 sigma and more
+    assert j.verdict == "replicated" and "baseline Z6 spike episodes" in j.premise
+    j = m10(*_frames(), definition="R10")  # 5x spikes are no R10 episode: no baseline spikes, premise missed
+    assert j.verdict == "out of regime" and "baseline R10 spike episodes" in j.premise and "0/0/0" in j.premise
+
+
+def test_m10_cut_interval_is_a_bootstrap_over_seeds_within_the_seeds_cuts():
+    metrics, runs = _frames()
+    extra = (metrics["run_id"] == "imitated_fix-0") & (metrics["metric"] == "loss") & (metrics["step"] == 100)
+    metrics.loc[extra, "value"] *= 5  # seed 0: (a) 2 -> 1, a cut of 0.5; seeds 1, 2: 1.0
+    j = m10(metrics, runs)
+    assert j.verdict == "replicated" and j.value == pytest.approx(5 / 6)
+    assert 0.5 <= j.ci_low <= j.value <= j.ci_high <= 1.0
+    one = m10(*_frames(seeds=(0,)))
+    assert one.verdict == "inconclusive" and all(np.isnan(x) or x <= 1.0 for x in (one.ci_low, one.ci_high))

@@ -56,7 +56,24 @@ def test_shallow_layer_underflowing_most_is_answered_with_its_zero_fraction():
     assert "shallowest layer (layer0) has more zero-gradient" in j.detail
     assert "most first, fp16 s=2^-8: layer0, layer1, layer2; fp16 s=2^-16: layer0, layer1, layer2" in j.detail and "shallow > deep in 3 of 3 seeds" in j.detail
     assert "fp16 s=2^-16 (3 seeds): zero 0.91 / 0.51 / 0.11" in j.detail
-    assert "fp32 (3 seeds): zero 0 / 0 / 0" in j.detail and ">10x 2.5" in j.detail  # one 20x spike per 400 steps
+    assert "fp32 (3 seeds): zero 0 / 0 / 0" in j.detail  # one 20x spike per 400 steps:
+    assert "R3 episodes/1k 2.5 (height > 10x 2.5)" in j.detail
+
+
+def test_q2_fraction_interval_is_a_bootstrap_inside_zero_one():
+    j = q2(*synthetic({"layer0": 0.98, "layer1": 0.5, "layer2": 0.1}))  # 0.98, 0.99, 1.00: a t interval passes 1
+    assert j.verdict == "answered" and 0.98 <= j.ci_low <= j.value <= j.ci_high <= 1.0
+    low = q2(*synthetic({"layer0": 0.0, "layer1": 0.0, "layer2": 0.0}))  # 0, 0.01, 0.02: a t interval goes below 0
+    assert low.value == pytest.approx(0.01) and 0.0 <= low.ci_low <= low.value <= low.ci_high <= 0.02
+    one = q2(*synthetic({"layer0": 0.98, "layer1": 0.5, "layer2": 0.1}, seeds=(2,)))
+    assert one.verdict == "inconclusive" and all(np.isnan(x) or 0 <= x <= 1 for x in (one.ci_low, one.ci_high))
+
+
+def test_q2_spike_rates_under_each_definition_and_no_premise():
+    assert CLAIMS["Q2"].spikes
+    for d, rate in (("R10", "2.5"), ("R100", "0.0")):
+        j = q2(*synthetic({"layer0": 0.9, "layer1": 0.5, "layer2": 0.1}), definition=d)
+        assert j.verdict == "answered" and f"{d} episodes/1k {rate}" in j.detail and j.premise_held is None
 
 
 def test_deep_layer_underflowing_most_is_answered_the_other_way():

@@ -9,11 +9,17 @@ at η/ε (gradient descent) and should remove them.
 
 Per direction the runs split into a baseline arm and a fix arm by ε: (a) baseline = the larger ε,
 fix = the smaller; (b) baseline = the smaller ε, fix = the larger. Which regime a run belongs to
-is read from its model (``REGIMES``). Per seed: spikes (``replicate.spikes.detect`` on the loss; in
-the imitated regime not counting episodes that start on an injected batch, whose high loss is the
+is read from its model (``REGIMES``). Per seed: spike episodes under the definition judged
+(``spikes.episodes(..., definition)``: R3 for the verdict, R10, R100 and Z6 beside it; in the
+imitated regime not counting episodes that start on an injected batch, whose high loss is the
 data's) and final loss (mean of the last 10% of logged steps, injected batches left out). A direction holds when in every seed
 the fix arm has at most half the baseline's spikes (a baseline without spikes has nothing to cut:
 that seed fails) and the t interval over seeds of final loss (fix / baseline) lies below 1.01.
+The value (per seed the smaller of the two directions' cuts 1 - fix/baseline, at most 1) gets a
+percentile bootstrap interval over seeds (``stats.bootstrap_interval``), which stays within the
+seeds' values and so never above 1 (a t interval could leave the range).
+Premise (CLAIMS.md): each direction's baseline has >= 1 episode in every run under the definition
+used (``in_regime``; else ``out of regime``).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .. import spikes
-from ..stats import t_interval
+from ..stats import bootstrap_interval
 from .frames import late, layers_of, wide
 from .registry import Judgement, claim
 from .verdicts import combine, every_seed, in_regime, side
@@ -45,12 +51,13 @@ def injected(row: pd.Series, steps: np.ndarray) -> np.ndarray:
     return np.array([(every > 0 and (s + 1) % every == 0) or int(s) in at for s in steps], dtype=bool)
 
 
-def run_summary(g: pd.DataFrame, row: pd.Series) -> dict:
-    """Spikes (off and on injected batches) and the final loss of one run (``g``: its wide rows)."""
+def run_summary(g: pd.DataFrame, row: pd.Series, definition: str = spikes.PRIMARY) -> dict:
+    """Spike episodes under ``definition`` (off and on injected batches) and the final loss of one
+    run (``g``: its wide rows)."""
     g = g.sort_values("step")
     loss = g[["step", "loss"]].dropna()
     steps, values = loss["step"].to_numpy(), loss["loss"].to_numpy(dtype=float)
-    ep = spikes.detect(values, steps)
+    ep = spikes.episodes(values, steps, definition)
     on = injected(row, ep["start"].to_numpy()) if len(ep) else np.zeros(0, dtype=bool)
     n = max(1, int(round(FINAL * len(values))))
     tail = values[-n:][~injected(row, steps[-n:])]  # an injected batch's loss is the data's, not the model's
@@ -69,13 +76,14 @@ def ratio(a: float, b: float) -> float:
        source=f"{SOURCE} §5-7; Bai et al. 2025 (arXiv 2506.04805) §3",
        statement="eps acts in two regimes: in the imitated regime lowering eps (to 1e-12, 0, or atan2) un-stalls "
                  "layers and cuts spikes; in the small-gradient toy regime raising eps removes spikes",
-       metric="per direction and seed, spikes with the fix over spikes without ((a) tiny GPT with rare-token bursts, "
+       spikes=True,
+       metric="per direction and seed, spike episodes (R3; R10, R100, Z6 beside it) with the fix over without ((a) tiny GPT with rare-token bursts, "
               "eps 3e-2 -> 1e-12; (b) Bai et al.'s quadratic, eps 1e-8 -> 1) and final loss fix / baseline; "
               "value: the mean over seeds of the smaller of the two directions' spike cuts (1 - fix/baseline, "
-              "0 where the baseline has no spike), t interval; beside them ||u||/||r|| per layer",
+              "0 where the baseline has no spike), bootstrap interval over seeds; beside them ||u||/||r|| per layer",
        threshold="both directions: the fix has <= 50% of the baseline's spikes in every seed and final loss "
                  "fix / baseline < 1.01 (t interval over seeds)")
-def m10(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
+def m10(metrics: pd.DataFrame, runs: pd.DataFrame, definition: str = spikes.PRIMARY) -> Judgement:
     w = wide(metrics, runs)
     info = runs.set_index("run_id")
     arms: dict[str, dict[float, dict[int, dict]]] = {}
@@ -85,7 +93,7 @@ def m10(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
         eps = row.get("optimizer.eps")
         if regime is None or eps is None or pd.isna(eps):
             continue
-        arms.setdefault(regime, {}).setdefault(float(eps), {})[int(row["seed"])] = run_summary(g, row)
+        arms.setdefault(regime, {}).setdefault(float(eps), {})[int(row["seed"])] = run_summary(g, row, definition)
     conditions, cuts, said, seed_sets = {}, {}, [], []
     base_spikes: dict[str, dict[int, int]] = {}  # premise: each direction's baseline spikes in every seed
     for regime in ("imitated", "toy"):
@@ -117,10 +125,10 @@ def m10(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
     seeds = sorted(set.intersection(*seed_sets)) if len(seed_sets) == 2 else []
     both = [min(cuts["imitated"][s], cuts["toy"][s]) for s in seeds]
     value = float(np.mean(both)) if both else None
-    j = combine(conditions, seeds, value, t_interval(both), ". ".join(said))
+    j = combine(conditions, seeds, value, bootstrap_interval(both), f"{definition} spike episodes. " + ". ".join(said))
     every = sorted(set().union(*seed_sets)) if seed_sets else []
     held = {s: all(base_spikes.get(r, {}).get(s, 0) >= 1 for r in ("imitated", "toy")) for s in every}
-    reached = ("baseline spike episodes per run (spikes.detect, injected batches not counted): " + "; ".join(
+    reached = (f"baseline {definition} spike episodes per run (injected batches not counted): " + "; ".join(
         f"{'(a) imitated' if r == 'imitated' else '(b) toy'} "
         + ("/".join(str(base_spikes[r][s]) if s in base_spikes[r] else "not run" for s in every)
            if r in base_spikes else "not run") for r in ("imitated", "toy"))

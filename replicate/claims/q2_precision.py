@@ -9,10 +9,14 @@ m decays, u = m̂/(√v̂+ε) dies out and the layer stops moving: the stall of 
 
 Per run, the mean over every probe step of, per layer: ``frac_g_zero`` (g exactly 0),
 ``frac_g_below_eps``, ``frac_sqrtv_below_eps``, ``u_over_r``, ``grad_rms``, ``update_rms`` (over
-the fp32 arm's of the same seed: < 1 where the layer moves less); spikes per 1k steps
-(``replicate.spikes``, > 3x and > 10x) and the final loss. Value: the shallowest layer's zero-gradient
-fraction at the smallest fixed scale, mean over seeds with a t interval. Verdict ``answered`` with
-≥ MIN_SEEDS seeds that have both that arm and fp32, else ``inconclusive``.
+the fp32 arm's of the same seed: < 1 where the layer moves less); spike episodes per 1k steps under
+the definition judged (``spikes.summarize(definition=...)``: R3 for the row, R10, R100 and Z6 beside
+it; with the rate of its episodes taller than 10x as detail) and the final loss. Value: the
+shallowest layer's zero-gradient fraction at the smallest fixed scale, mean over seeds with a
+percentile bootstrap interval over seeds (``stats.bootstrap_interval``: it stays within the seeds'
+fractions and so inside [0, 1], where a t interval could leave it). Verdict ``answered`` with
+≥ MIN_SEEDS seeds that have both that arm and fp32, else ``inconclusive``. CLAIMS.md sets no spike
+premise for Q2 (it is M2-like: the stall is reached through the loss scale), so none is measured.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .. import spikes
-from ..stats import t_interval
+from ..stats import bootstrap_interval
 from .frames import late, layers_of, wide
 from .registry import Judgement, claim
 from .verdicts import answered
@@ -43,7 +47,8 @@ def arm_name(precision: str, loss_scale) -> str:
     return f"fp16 s=2^{int(k)}" if k == int(k) else f"fp16 s={s:g}"
 
 
-def per_run(metrics: pd.DataFrame, runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+def per_run(metrics: pd.DataFrame, runs: pd.DataFrame,
+            definition: str = spikes.PRIMARY) -> tuple[pd.DataFrame, list[str]]:
     """One row per run: seed, arm, fixed scale (NaN unless fp16 fixed), the probe means per layer,
     spike rates and the final loss; and the layers, shallow first."""
     runs = runs.copy()
@@ -58,7 +63,7 @@ def per_run(metrics: pd.DataFrame, runs: pd.DataFrame) -> tuple[pd.DataFrame, li
     means = late(w, f"frac_g_zero/{layers[0]}", fraction=1.0)  # every probe step of the run
     cols = [f"{m}/{x}" for m in METRICS for x in layers if f"{m}/{x}" in means]
     out = means[["run_id", *cols]].merge(runs[["run_id", "seed", "arm", "fixed_scale"]], on="run_id")
-    s = spikes.summarize(metrics)[["run_id", "spikes_per_1k", "spikes_per_1k_h10"]]
+    s = spikes.summarize(metrics, definition=definition)[["run_id", "spikes_per_1k", "spikes_per_1k_h10"]]
     loss = metrics[metrics["metric"] == "loss"].sort_values("step").groupby("run_id")["value"].last()
     out = out.merge(s, on="run_id", how="left").merge(loss.rename("final_loss"), on="run_id", how="left")
     for x in layers:  # update RMS over the fp32 arm's, same seed
@@ -71,13 +76,14 @@ def _fmt(values, digits: int = 3) -> str:
     return " / ".join(f"{v:.{digits}g}" for v in values)
 
 
-@claim("Q2", experiment="q2_precision", source="open question (CLAIMS.md)", statement=STATEMENT,
+@claim("Q2", experiment="q2_precision", source="open question (CLAIMS.md)", statement=STATEMENT, spikes=True,
        metric="the shallowest layer's fraction of exactly-zero gradient coordinates at the smallest fixed fp16 "
-              "loss scale (mean over probe steps, then over seeds, t interval); beside it every arm's per-layer "
-              "zero fraction, sqrt(v)<eps, ||u||/||r||, update RMS vs fp32, spikes per 1k steps, final loss",
+              "loss scale (mean over probe steps, then over seeds, bootstrap interval over seeds); beside it every arm's per-layer "
+              "zero fraction, sqrt(v)<eps, ||u||/||r||, update RMS vs fp32, spike episodes per 1k steps (R3; R10, R100, "
+              "Z6 beside it), final loss",
        threshold="none (answered with the measured values)")
-def q2(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
-    r, layers = per_run(metrics, runs)
+def q2(metrics: pd.DataFrame, runs: pd.DataFrame, definition: str = spikes.PRIMARY) -> Judgement:
+    r, layers = per_run(metrics, runs, definition)
     if r.empty or "fp32" not in set(r["arm"]) or r["fixed_scale"].isna().all():
         return Judgement("inconclusive", None, None, None, [], "needs an fp32 arm, a fixed-scale fp16 arm and "
                          f"frac_g_zero probes; arms found: {sorted(set(r['arm'])) if not r.empty else []}")
@@ -87,7 +93,7 @@ def q2(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
     low = low[low["seed"].isin(seeds)]
     shallow, deep = layers[0], layers[-1]
     vals = low[f"frac_g_zero/{shallow}"].to_numpy(float)
-    lo, hi = t_interval(vals)
+    lo, hi = bootstrap_interval(vals)
     arm_low = arm_name("fp16", smallest)
     more = [bool(a > b) for a, b in zip(low[f"frac_g_zero/{shallow}"], low[f"frac_g_zero/{deep}"])]
     g32 = r[r["arm"] == "fp32"][[f"grad_rms/{x}" for x in layers]].mean().to_numpy()
@@ -108,12 +114,12 @@ def q2(metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement:
     for a in order:
         g = r[r["arm"] == a]
         z = [g[f"frac_g_zero/{x}"].mean() for x in layers]
-        zci = t_interval(g[f"frac_g_zero/{shallow}"])
-        rows.append(f"{a} ({len(g)} seeds): zero {_fmt(z)} ({shallow} 95% CI {zci[0]:.3f}-{zci[1]:.3f}); "
+        zci = bootstrap_interval(g[f"frac_g_zero/{shallow}"].to_numpy(float))
+        rows.append(f"{a} ({len(g)} seeds): zero {_fmt(z)} ({shallow} 95% bootstrap {zci[0]:.3f}-{zci[1]:.3f}); "
                     f"sqrt(v)<eps {_fmt([g[f'frac_sqrtv_below_eps/{x}'].mean() for x in layers])}; "
                     f"||u||/||r|| {_fmt([g[f'u_over_r/{x}'].mean() for x in layers])}; "
                     f"update RMS/fp32 {_fmt([g[f'update_vs_fp32/{x}'].mean() for x in layers], 2)}; "
-                    f"spikes/1k >3x {g['spikes_per_1k'].mean():.1f}, >10x {g['spikes_per_1k_h10'].mean():.1f}; "
+                    f"{definition} episodes/1k {g['spikes_per_1k'].mean():.1f} (height > 10x {g['spikes_per_1k_h10'].mean():.1f}); "
                     f"final loss {g['final_loss'].mean():.2g}")
     detail = (f"{answer}. Per arm, means over seeds, layers {' / '.join(layers)} (shallow first): " + "; ".join(rows)
               + f". Per seed, {shallow} zero fraction at {arm_low}: {[round(float(v), 3) for v in vals]}")

@@ -9,7 +9,8 @@ import pytest
 
 from replicate import results, train
 from replicate.claims import CLAIMS, VERDICTS, _load_modules
-from replicate.claims.m10_eps_regimes import injected, m10
+from replicate.claims.frames import injected
+from replicate.claims.m10_eps_regimes import m10
 
 _load_modules()
 N = 300

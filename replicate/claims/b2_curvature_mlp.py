@@ -4,7 +4,7 @@ B2 reads one spiking run at a time: its loss episodes under the spike definition
 (``spikes.episodes``: R3, loss > 3x the median of the previous 100 non-spiking losses until back
 under 1.2x it, for the verdict; R10, R100 and Z6 beside it) and the probes logged beside the loss.
 Premise (CLAIMS.md): >= 10 episodes per seed under the definition used, none starting on an injected
-batch (``m7_warning_gpt.spike_premise``); unless it held in every seed, ``out of regime``.
+batch (``verdicts.spike_premise``); unless it held in every seed, ``out of regime``.
 
 B2, the preconditioned curvature (``lambda_grad_Hhat``, ``lambda_max_Hhat`` against
 ``threshold_2_over_lr`` = 2/eta). Timing: the curvature logged at step t is taken *after* the
@@ -26,10 +26,9 @@ import pandas as pd
 
 from .. import spikes
 from ..stats import mean_interval
-from .frames import layer_order, spiking_runs
-from .m7_warning_gpt import not_injected, spike_premise
+from .frames import layer_order, not_injected, spiking_runs
 from .registry import Judgement, claim
-from .verdicts import in_regime, judged
+from .verdicts import in_regime, judged, spike_premise
 
 BAI = "Bai et al. 2025 (arXiv 2506.04805)"
 

@@ -1,11 +1,14 @@
 """Shaping results for the judges: the tidy metrics frame of ``results.load()`` into the tables a
-judge reads (one row per (run, step), per run, per layer), and the layer names in depth order."""
+judge reads (one row per (run, step), per run, per layer), the layer names in depth order, each
+run's loss episodes under a spike definition (``spiking_runs``), and which steps were injected
+batches of a run's data (``injected``, ``not_injected``: those spikes are the data's, not counted)."""
 
 from __future__ import annotations
 
 import re
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
 
 from .. import spikes
@@ -86,3 +89,19 @@ def deepest_block(layers: list[str]) -> str | None:
     blocks = [x for x in layers if x.startswith("block")]
     return blocks[-1] if blocks else None
 
+
+def injected(row: pd.Series, steps: np.ndarray) -> np.ndarray:
+    """Which of ``steps`` are injected batches of the run's Markov stream (none for other data)."""
+    every = row.get("data.inject_every")
+    every = int(every) if every is not None and pd.notna(every) else 0
+    at = row.get("data.inject_at")
+    at = set() if at is None or (np.isscalar(at) and pd.isna(at)) else {int(x) for x in at}
+    return np.array([(every > 0 and (s + 1) % every == 0) or int(s) in at for s in steps], dtype=bool)
+
+
+def not_injected(ep: pd.DataFrame, row: pd.Series) -> int:
+    """How many of a run's episodes ``ep`` do not start on an injected batch of its data (``row``:
+    the run's config, as ``results.runs`` gives it; ``injected``)."""
+    if not len(ep):
+        return 0
+    return int((~injected(row, ep["start"].to_numpy())).sum())

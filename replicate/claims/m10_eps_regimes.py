@@ -29,7 +29,7 @@ import pandas as pd
 
 from .. import spikes
 from ..stats import bootstrap_interval
-from .frames import late, layers_of, wide
+from .frames import injected, late, layers_of, wide
 from .registry import Judgement, claim
 from .verdicts import combine, every_seed, in_regime, side
 
@@ -40,15 +40,6 @@ FINAL = 0.1  # the last 10% of logged steps
 REGIMES = {"gpt": "imitated", "quadratic": "toy", "diag_quadratic": "toy", "mlp": "toy"}
 # per regime: True when the fix is the smaller eps (imitated), False when it is the larger (toy)
 FIX_IS_SMALLER = {"imitated": True, "toy": False}
-
-
-def injected(row: pd.Series, steps: np.ndarray) -> np.ndarray:
-    """Which of ``steps`` are injected batches of the run's Markov stream (none for other data)."""
-    every = row.get("data.inject_every")
-    every = int(every) if every is not None and pd.notna(every) else 0
-    at = row.get("data.inject_at")
-    at = set() if at is None or (np.isscalar(at) and pd.isna(at)) else {int(x) for x in at}
-    return np.array([(every > 0 and (s + 1) % every == 0) or int(s) in at for s in steps], dtype=bool)
 
 
 def run_summary(g: pd.DataFrame, row: pd.Series, definition: str = spikes.PRIMARY) -> dict:

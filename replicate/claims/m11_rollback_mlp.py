@@ -24,7 +24,7 @@ start test, set by ``mitigation.rollback.factor``/``window``), fixed when the ru
 same under every spike definition. What the definition judged (R3 for the verdict; R10, R100, Z6
 beside it, ``spikes.episodes``) decides is the premise (CLAIMS.md): the deterministic spiking run
 has >= 10 spike episodes per seed under the definition used, none starting on an injected batch
-(``m7_warning_gpt.spike_premise``), counted on the seed's replay run, whose loss is that run's own
+(``verdicts.spike_premise``), counted on the seed's replay run, whose loss is that run's own
 timeline bit for bit (every replay restores a snapshot and trains on the same batches), i.e. the
 spikes its events are drawn from; a seed without a replay run counts none. Unless the premise held
 in every seed, ``out of regime`` (``verdicts.in_regime``). The detail's rate of spikes after the
@@ -53,9 +53,9 @@ import pandas as pd
 
 from .. import spikes
 from ..stats import wilson_interval
-from .m7_warning_gpt import not_injected, spike_premise
+from .frames import not_injected
 from .registry import Judgement, claim
-from .verdicts import combine, enough_seeds, in_regime
+from .verdicts import combine, enough_seeds, in_regime, spike_premise
 
 SOURCE = "Chowdhery et al. 2022, PaLM (arXiv 2204.02311)"
 M11_NEED = 0.8

@@ -13,8 +13,8 @@ seen the spiking batch), < 0 after; none when the rise is < ``M7_MIN_RISE`` or h
 The lead is judged on isolated spikes (no episode ended in the 2K steps before the rise): in a dense
 train of spikes the window holds the previous spike's own bimodality rise, which would read as a lead.
 Premise (CLAIMS.md): >= 10 spike episodes per seed under the definition used, episodes starting on
-an injected batch of the run's data (``m10_eps_regimes.injected``) not counted; unless it held in
-every seed, ``out of regime`` (``verdicts.in_regime``). ``spike_premise`` (shared with B2, W1, M11)
+an injected batch of the run's data (``frames.injected``) not counted; unless it held in
+every seed, ``out of regime`` (``verdicts.in_regime``). ``verdicts.spike_premise`` (shared with B2, W1, M11)
 counts them and writes the premise line. The same judge gives M7_gpu on ``m7_gpu``.
 """
 
@@ -27,10 +27,9 @@ import pandas as pd
 
 from .. import spikes
 from ..stats import auroc, mean_interval
-from .frames import onset_crossing, spiking_runs
-from .m10_eps_regimes import injected
+from .frames import not_injected, onset_crossing, spiking_runs
 from .registry import Judgement, claim
-from .verdicts import combine, every_seed, in_regime, side
+from .verdicts import combine, every_seed, in_regime, side, spike_premise
 
 SOURCE = "Molybog et al. 2023 (arXiv 2304.09871)"
 
@@ -38,26 +37,6 @@ SOURCE = "Molybog et al. 2023 (arXiv 2304.09871)"
 M7_AUROC, M7_K = 0.7, 5  # K = 5 as B2's "within 5 steps before", fixed before any run
 M7_BASE = 20  # probes before the lag window whose median is the bimodality's baseline
 M7_MIN_RISE = 1e-3  # a bimodality "rise" smaller than this (fraction |r| > 0.9: 0.1% of the layer) counts as none
-PREMISE_SPIKES = 10  # CLAIMS.md (M7, W1, B2, M11): >= 10 spikes per seed under the definition used, none injected
-
-
-def not_injected(ep: pd.DataFrame, row: pd.Series) -> int:
-    """How many of a run's episodes ``ep`` do not start on an injected batch of its data (``row``:
-    the run's config, as ``results.runs`` gives it; ``m10_eps_regimes.injected``)."""
-    if not len(ep):
-        return 0
-    return int((~injected(row, ep["start"].to_numpy())).sum())
-
-
-def spike_premise(counts: dict[int, int], definition: str) -> tuple[dict[int, bool], str]:
-    """CLAIMS.md's premise of M7, W1, B2 and M11 from the spike episodes counted per seed (injected
-    batches left out): (held per seed, the ``reached`` line for ``verdicts.in_regime``)."""
-    seeds = sorted(counts)
-    held = {s: counts[s] >= PREMISE_SPIKES for s in seeds}
-    reached = (f"{definition} spike episodes per seed ({'/'.join(str(s) for s in seeds)}): "
-               + "/".join(str(counts[s]) for s in seeds)
-               + f" (premise: >= {PREMISE_SPIKES} per seed, injected batches not counted)")
-    return held, reached
 
 
 def spike_labels(steps: np.ndarray, ep: pd.DataFrame, k: int = M7_K) -> tuple[np.ndarray, np.ndarray]:

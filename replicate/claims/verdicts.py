@@ -26,6 +26,7 @@ from ..stats import bootstrap_interval, t_interval
 from .registry import Judgement
 
 MIN_SEEDS = 3
+PREMISE_SPIKES = 10  # CLAIMS.md (M7, W1, B2, M11): >= 10 spikes per seed under the definition used, none injected
 
 
 def enough_seeds(seeds: Sequence) -> bool:
@@ -126,3 +127,14 @@ def combine(conditions: dict[str, str], seeds: Sequence[int], value: float | Non
     else:
         verdict = "inconclusive"
     return Judgement(verdict, value, ci[0], ci[1], sorted(int(s) for s in seeds), detail)
+
+
+def spike_premise(counts: dict[int, int], definition: str) -> tuple[dict[int, bool], str]:
+    """CLAIMS.md's premise of M7, W1, B2 and M11 from the spike episodes counted per seed (injected
+    batches left out): (held per seed, the ``reached`` line for ``verdicts.in_regime``)."""
+    seeds = sorted(counts)
+    held = {s: counts[s] >= PREMISE_SPIKES for s in seeds}
+    reached = (f"{definition} spike episodes per seed ({'/'.join(str(s) for s in seeds)}): "
+               + "/".join(str(counts[s]) for s in seeds)
+               + f" (premise: >= {PREMISE_SPIKES} per seed, injected batches not counted)")
+    return held, reached

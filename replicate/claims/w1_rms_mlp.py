@@ -5,7 +5,7 @@ W1 reads one spiking run at a time: its loss episodes under the spike definition
 (``spikes.episodes``: R3, loss > 3x the median of the previous 100 non-spiking losses until back
 under 1.2x it, for the verdict; R10, R100 and Z6 beside it) and the probes logged beside the loss.
 Premise (CLAIMS.md): >= 10 loss episodes per seed under the definition used, none starting on an
-injected batch (``m7_warning_gpt.spike_premise``); unless it held in every seed, ``out of regime``.
+injected batch (``verdicts.spike_premise``); unless it held in every seed, ``out of regime``.
 
 W1, RMS_t = sqrt(mean(g^2 / v_hat)) per layer (``rms_g2_over_v/<layer>``, v_hat from *before* step
 t, g of step t: the same parameters theta_t as the loss logged at step t, no shift). An RMS_t
@@ -26,10 +26,9 @@ import pandas as pd
 
 from .. import spikes
 from ..stats import mean_interval
-from .frames import layer_order, onset_crossing, spiking_runs
-from .m7_warning_gpt import not_injected, spike_premise
+from .frames import layer_order, not_injected, onset_crossing, spiking_runs
 from .registry import Judgement, claim
-from .verdicts import in_regime, judged
+from .verdicts import in_regime, judged, spike_premise
 
 WORTSMAN = "Wortsman et al. 2023 (arXiv 2304.13013)"
 

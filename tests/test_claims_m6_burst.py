@@ -113,3 +113,10 @@ def test_m6_spike_after_the_burst_under_each_definition():
     assert by["R3"].verdict == by["Z6"].verdict == "replicated", by["Z6"].detail
     for d in ("R10", "R100"):
         assert by[d].verdict == "not replicated" and f"{d} spike after [False, False, False]" in by[d].detail
+
+
+def test_m6_jump_interval_never_goes_below_zero():
+    """The jump is a ratio of norms: its interval over seeds is clipped at 0, never below (seeds
+    10-12 gave a t interval of [-1.8, 11.4] before). Jumps 2, 3, 6 (jitter 1, 1.5, 3): t goes below 0."""
+    j = m6(*_frames(jump=2.0, seeds=(0, 10, 40)))
+    assert j.ci_low == 0.0 and j.ci_high > j.value > 0  # (out of regime: seed 40 is not stalled; no matter)

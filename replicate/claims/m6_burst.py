@@ -25,11 +25,13 @@ injections, which the GPU tier's byte-level text has no counterpart for yet.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
 from .. import spikes
-from ..stats import t_interval
+from ..stats import mean_interval
 from .frames import wide
 from .registry import Judgement, claim, pending
 from .verdicts import combine, every_seed, in_regime, side
@@ -99,7 +101,7 @@ def around_burst(g: pd.DataFrame, b: int, layer: str = LAYER, definition: str = 
                  "then a loss spike",
        metric="embedding ||u|| at the burst step over its mean in the 30 steps before, Adam with eps raised to "
               "3e-2 (imitated regime, embedding stalled), tiny GPT, a rare-token batch at step 90 (mean over "
-              "seeds, t interval); beside it cos(u, -grad) at the burst, a loss spike (an R3 episode: > 3x the median "
+              "seeds, t interval clipped at 0); beside it cos(u, -grad) at the burst, a loss spike (an R3 episode: > 3x the median "
               "of the previous 100 non-spiking losses; R10, R100, Z6 beside it) starting in the 20 steps after, and "
               "the jump with eps = 0 and Adam-atan2",
        threshold="jump >= 10x, cos < 0.1, a spike within 20 steps (every seed); jump < 3x with eps = 0 and "
@@ -146,7 +148,9 @@ def m6(metrics: pd.DataFrame, runs: pd.DataFrame, definition: str = spikes.PRIMA
               f"{[bool(x) for x in col(at, 'spike')]}")
     seeds = sorted(set(st) & set(e0) & set(at))
     jumps = col(st, "jump")
-    j = combine(conditions, seeds, float(np.mean(jumps)) if jumps else None, t_interval(jumps), detail)
+    # the jump is a ratio of norms (>= 0): its t interval over seeds clipped at 0 (the leaderboard's argument)
+    _, lo, hi = mean_interval(jumps, bounds=(0.0, math.inf))
+    j = combine(conditions, seeds, float(np.mean(jumps)) if jumps else None, (lo, hi), detail)
     return in_regime(j, held, reached)
 
 

@@ -43,8 +43,8 @@ from .claims import CLAIMS, _load_modules, _order, evaluate
 EXTRA_EXPERIMENTS = {"mitigations": ("mitigations", "mitigations_lr")}
 
 KEYS = ("claim", "source", "statement", "metric", "value", "ci_low", "ci_high", "threshold", "verdict", "seeds",
-        "runtime_s", "experiment", "detail", "runs", "premise", "premise_held", "robustness", "by_definition",
-        "flag", "corrected")
+        "runtime_s", "experiment", "detail", "runs", "premise", "premise_held", "robustness", "primary",
+        "by_definition", "flag", "corrected")
 HELDOUT = "heldout"  # <results_dir>/heldout/scorecard.{json,md}: the scorecard of the held-out seeds
 # a held-out row's fields in the main one
 HELDOUT_KEYS = ("verdict", "value", "ci_low", "ci_high", "seeds", "premise_held", "robustness", "by_definition")
@@ -159,14 +159,16 @@ def definition_grid(rows: list[dict], seed_set: tuple[int, ...], heldout_seed_se
         sets.append(("h", heldout_seed_set, lambda r: (r.get("heldout") or {}).get("by_definition") or {}))
     head = ["claim", *[f"{d} (seeds {_seeds_s(ss)})" for _, ss, _ in sets for d in names]]
     out = ["## Verdicts by spike definition", "",
-           f"The verdict is {spikes.PRIMARY}'s (`{spikes.PRIMARY}` in `replicate/spikes.py`, fixed before any run); "
-           "the other definitions of CLAIMS.md are shown beside it, never used to choose it.", "",
+           f"The verdict is {spikes.PRIMARY}'s (`{spikes.PRIMARY}` in `replicate/spikes.py`, fixed before any run), or "
+           "the definition the claim's CLAIMS.md row names (marked *); the others are shown beside it, never used "
+           "to choose it.", "",
            "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in spiky:
         cells = [r["claim"]]
         for _, _, get in sets:
             by = get(r)
-            cells += [(by.get(d) or {}).get("verdict", "not run") for d in names]
+            cells += [(by.get(d) or {}).get("verdict", "not run") + ("*" if d == r.get("primary") != spikes.PRIMARY
+                                                                       else "") for d in names]
         out.append("| " + " | ".join(cells) + " |")
     return out + [""]
 

@@ -126,3 +126,30 @@ def test_the_scorecard_and_report_show_every_definition_on_both_seed_sets(spiky_
     section = section[:section.index("</section>")]
     assert "spike definition" in section and section.count("<tr><td>") == len(spikes.DEFINITIONS)
     assert "R3 (the verdict)" in section and "⚑" in section
+
+
+def test_a_claim_may_name_its_primary_definition(monkeypatch):
+    """T1's row says "Adam spikes (R100)": registered with primary="R100", its verdict is R100's."""
+    from replicate.claims.registry import Verdict, evaluate  # noqa: F401
+
+    metrics, runs = _band_and_jumps()
+    seen = {}
+
+    def judge_(metrics, runs, definition=spikes.PRIMARY):
+        seen[definition] = True
+        return Judgement({"R100": "replicated"}.get(definition, "not replicated"), 1.0, seeds=[0, 1, 2])
+
+    claim("X_primary", experiment="x", source="s", statement="s", metric="m", threshold="t", spikes=True,
+          primary="R100")(judge_)
+    try:
+        c = CLAIMS["X_primary"]
+        assert c.primary == "R100"
+        by = judge(c, metrics, runs)
+        assert set(seen) == set(spikes.DEFINITIONS) and by["R100"].verdict == "replicated"
+        assert robustness({d: j.verdict for d, j in by.items()}, c.primary) == \
+            "R3: not replicated; R10: not replicated; Z6: not replicated"
+        with pytest.raises(ValueError, match="unknown spike definition"):
+            claim("X_bad", experiment="x", source="s", statement="s", metric="m", threshold="t", spikes=True,
+                  primary="R7")(judge_)
+    finally:
+        CLAIMS.pop("X_primary", None)

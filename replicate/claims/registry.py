@@ -12,7 +12,8 @@ does not exist yet: it shows as ``not run (no experiment yet)``.
 Spike definitions (CLAIMS.md, "Spike definitions"): a claim registered with ``spikes=True`` is
 judged once under each of ``spikes.DEFINITIONS`` (R3, R10, R100, Z6), its judge called as
 ``judge(metrics, runs, definition=name)``. Its verdict is R3's (``spikes.PRIMARY``, fixed before
-any run); ``Verdict.by_definition`` holds all four (verdict, value, interval, premise) and
+any run; a claim whose CLAIMS.md row names a definition, e.g. T1's "(R100)", registers it with
+``primary=``); ``Verdict.by_definition`` holds all four (verdict, value, interval, premise) and
 ``Verdict.robustness`` says ``robust`` when the other three agree with R3, else which differ and
 how. No verdict is ever picked from another definition.
 
@@ -35,6 +36,7 @@ import pandas as pd
 
 from .. import results, spikes
 
+PRIMARY = spikes.PRIMARY  # (the Claim field ``spikes`` shadows the module inside the class body)
 VERDICTS = ("replicated", "not replicated", "out of regime", "inconclusive", "answered")
 # The GPU tier's workload (conf/experiment/*_gpu.yaml), appended to a twin's statement.
 GPU = " (GPU tier: 6 x 384 GPT, 10.9M parameters, byte-level Shakespeare, bf16)"
@@ -68,6 +70,7 @@ class Claim:
     judge: Callable[..., Judgement] | None
     figures: list[str] = field(default_factory=list)
     spikes: bool = False  # judged under each of spikes.DEFINITIONS (judge(..., definition=name))
+    primary: str = PRIMARY  # the definition whose verdict is the claim's (CLAIMS.md's row may name one)
 
 
 @dataclass
@@ -93,6 +96,7 @@ class Verdict:
     # spike claims: definition -> {verdict, value, ci_low, ci_high, premise_held}; {} for the others
     by_definition: dict[str, dict] = field(default_factory=dict)
     robustness: str = ""  # "robust", "R10: not replicated; Z6: ..." (the ones that differ), "" (no spikes)
+    primary: str = ""  # spike claims: the definition whose verdict this is (R3 unless the claim's row names one)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -107,10 +111,16 @@ CLAIMS: dict[str, Claim] = {}
 
 
 def claim(id: str, *, experiment: str | None, source: str, statement: str, metric: str, threshold: str,
-          tier: str = "cpu", gpu: str | None = None, figures: Sequence[str] = (), spikes: bool = False):
+          tier: str = "cpu", gpu: str | None = None, figures: Sequence[str] = (), spikes: bool = False,
+          primary: str | None = None):
     """Register ``judge`` as the verdict function of claim ``id`` (and, with ``gpu``, of its GPU
     twin ``<id>_gpu`` on experiment ``gpu``). ``spikes``: the claim counts loss spikes, and its
-    judge takes ``definition`` (a name of ``spikes.DEFINITIONS``)."""
+    judge takes ``definition`` (a name of ``spikes.DEFINITIONS``). ``primary``: the definition whose
+    verdict is the claim's when its CLAIMS.md row names one (T1: "Adam spikes (R100)"), fixed here
+    before any run; otherwise R3 (``spikes.PRIMARY``)."""
+    from .. import spikes as _spikes
+
+    primary_ = _spikes.PRIMARY if primary is None else _spikes.resolve(primary).name
 
     def register(judge):
         if spikes and "definition" not in inspect.signature(judge).parameters:
@@ -118,10 +128,11 @@ def claim(id: str, *, experiment: str | None, source: str, statement: str, metri
         for cid in (id, f"{id}_gpu") if gpu is not None else (id,):
             if cid in CLAIMS and CLAIMS[cid].judge is None:
                 raise ValueError(f"claim {cid} is both pending and judged: delete the pending copy")
-        CLAIMS[id] = Claim(id, experiment, source, statement, metric, threshold, tier, judge, list(figures), spikes)
+        CLAIMS[id] = Claim(id, experiment, source, statement, metric, threshold, tier, judge, list(figures), spikes,
+                           primary_)
         if gpu is not None:
             CLAIMS[f"{id}_gpu"] = Claim(f"{id}_gpu", gpu, source, statement + GPU, metric, threshold, "gpu", judge,
-                                        spikes=spikes)
+                                        spikes=spikes, primary=primary_)
         return judge
 
     return register
@@ -167,8 +178,9 @@ def evaluate(root: Path | str = "results", ids: Iterable[str] | None = None,
         if isinstance(j, dict):
             v.by_definition = {d: {"verdict": jd.verdict, "value": jd.value, "ci_low": jd.ci_low,
                                    "ci_high": jd.ci_high, "premise_held": jd.premise_held} for d, jd in j.items()}
-            v.robustness = robustness({d: jd.verdict for d, jd in j.items()})
-            j = j[spikes.PRIMARY]
+            v.robustness = robustness({d: jd.verdict for d, jd in j.items()}, c.primary)
+            v.primary = c.primary
+            j = j[c.primary]
         v.value, v.ci_low, v.ci_high, v.verdict, v.detail = j.value, j.ci_low, j.ci_high, j.verdict, j.detail
         v.premise, v.premise_held = j.premise, j.premise_held
         v.flag, v.corrected = j.flag, j.corrected
@@ -187,13 +199,13 @@ def judge(c: Claim, metrics: pd.DataFrame, runs: pd.DataFrame) -> Judgement | di
     return {d: c.judge(metrics, runs, definition=d) for d in spikes.DEFINITIONS}
 
 
-def robustness(by_definition: dict[str, str]) -> str:
+def robustness(by_definition: dict[str, str], primary: str = spikes.PRIMARY) -> str:
     """``robust`` when every definition gives the primary's verdict, else the others' verdicts
     that differ (``R10: not replicated; Z6: out of regime``); "" without definitions."""
     if not by_definition:
         return ""
-    primary = by_definition[spikes.PRIMARY]
-    differ = [f"{d}: {v}" for d, v in by_definition.items() if d != spikes.PRIMARY and v != primary]
+    verdict = by_definition[primary]
+    differ = [f"{d}: {v}" for d, v in by_definition.items() if d != primary and v != verdict]
     return "; ".join(differ) if differ else "robust"
 
 

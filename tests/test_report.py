@@ -239,7 +239,7 @@ def test_every_figure_family_declares_its_kinds_and_the_report_collects_each_onc
     names = [k.name for k in report.FIGURES]
     assert len(set(names)) == len(names)
     assert sorted(map(id, report.FIGURES)) == sorted(map(id, declared))  # collected: all of them, nothing else
-    assert names == ["loss", "spike_rates", "update_histograms", "grad_rms", "curvature", "rms_lead"]
+    assert names == ["loss", "slingshot", "spike_rates", "update_histograms", "grad_rms", "curvature", "rms_lead"]
 
 
 def test_report_draws_loss_curves_per_arm_from_real_runs(cfg_factory, tmp_path):
@@ -414,3 +414,46 @@ def test_spike_figures_draw_r3_first_and_name_the_other_definitions(synthetic):
         assert all(d in caption for d in ("R3", "R10", "R100", "Z6")) and "primary" in caption
     eps = figures.episodes(metrics)  # R3's episodes unless told
     assert eps.equals(figures.episodes(metrics, definition="R3"))
+
+
+def _slingshot_runs(n: int = 3000):
+    """Slingshot-shaped runs: fp32 Adam's loss falls to 1e-7 and jumps at step 2500 while its
+    zero-gradient fraction rises and its mean-row norm grows; fp64's loss keeps falling."""
+    rows, runs = [], []
+    steps = np.arange(n)
+    for arm in ("sgd", "adam_fp64", "adam"):
+        for seed in (0, 1):
+            rid = f"{arm}-{seed}"
+            loss = np.exp(-steps / 150) * 4 + 1e-7
+            zero = np.clip((steps - 500) / 1000, 0, 0.95) if arm == "adam" else np.zeros(n)
+            row = 0.2 * np.exp(np.where(arm == "adam", steps / 1200, 0.0))
+            if arm == "adam":
+                loss[2500:2520] = 3.0
+            for metric, v in (("loss", loss), ("zero_grad_frac", zero), ("mean_row_norm", row),
+                              ("head_norm", 5 + row)):
+                rows.append(pd.DataFrame({"run_id": rid, "experiment": "sl", "seed": seed, "status": "done",
+                                          "step": steps, "metric": metric, "value": v}))
+            runs.append({"run_id": rid, "experiment": "sl", "seed": seed, "status": "done", "label": arm})
+    return pd.concat(rows, ignore_index=True), pd.DataFrame(runs)
+
+
+def test_the_slingshot_figure_puts_fp32_beside_fp64_with_its_second_axis():
+    import matplotlib.pyplot as plt
+
+    from replicate.report.figures.selection import episodes
+    from replicate.report.figures.slingshot import KINDS, fig_slingshot
+
+    metrics, runs = _slingshot_runs()
+    eps = episodes(metrics[metrics["metric"] == "loss"])
+    fig = fig_slingshot(metrics, runs, "sl", eps=eps)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles[0].startswith("adam\n") and "fp64" in titles[1] and titles[2].startswith("sgd")
+    twins = [ax for ax in fig.axes if ax.get_ylim() == (-0.02, 1.02)]
+    assert len(twins) == 3 and "exactly 0" in twins[-1].get_ylabel()
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any("zero-gradient fraction" in s for s in labels) and any("mean row" in s for s in labels)
+    assert any("R3 spike" in s for s in labels)  # the fp32 jump is marked
+    assert "2 seeds" in fig.texts[0].get_text() if fig.texts else "2 seeds" in fig._suptitle.get_text()
+    plt.close(fig)
+    assert fig_slingshot(metrics[metrics["metric"] == "loss"], runs, "sl") is None  # no probes: placeholder
+    assert KINDS[0].name == "slingshot" and "exactly 0" in KINDS[0].caption

@@ -6,7 +6,8 @@ per figure family:
 - ``arms``: a sweep's varied keys and the label and order of its arms; ``selection``: one
   experiment's rows, spike episodes, layers, the window around the first spike;
 - ``loss``, ``spike_rates``, ``histograms`` (update values over time), ``layers`` (gradient RMS
-  against ε), ``curvature`` (curvature and RMS_t around spikes): the per-experiment figures, each
+  against ε), ``curvature`` (curvature and RMS_t around spikes), ``slingshot`` (the Slingshot's loss,
+  zero-gradient fraction and classifier mean row, fp32 beside fp64): the per-experiment figures, each
   module declaring its ``KINDS`` (``kinds.Kind``: name, title, when it applies, how it is drawn,
   caption, why it is missing) beside its function; ``replicate.report.FIGURES`` collects them in
   the page's order;

@@ -20,7 +20,7 @@ import torch
 from replicate.models import build_from_registry
 
 __all__ = ["DATA", "build_data", "Stream", "NoneStream", "Regression", "Markov", "Shakespeare", "Gradients", "GradientNoise",
-           "load_shakespeare_bytes"]
+           "Modular", "load_shakespeare_bytes"]
 
 STRUCTURE = 2**32 - 1  # rng stream of the fixed structure
 VALIDATION = 2**32 - 2  # rng streams of held-out batches
@@ -330,6 +330,53 @@ class GradientNoise(Stream):
         return torch.from_numpy(xi.astype(np.float32))
 
 
+# --------------------------------------------------------------------------------------- modular
+MODULAR_OPS = {"add": lambda a, b, p: (a + b) % p,
+               "sub": lambda a, b, p: (a - b) % p,
+               "mul": lambda a, b, p: (a * b) % p}
+
+
+class Modular(Stream):
+    """Modular arithmetic, the Slingshot's task (Thilak et al. 2022, arXiv 2206.04817; Liu et al.
+    2026, arXiv 2605.06152): every pair (a, b) of 0..p-1, labelled ``op``(a, b) mod p (``add``:
+    (a + b) mod p; also ``sub``, ``mul``). A fixed ``train_frac`` of the p² pairs, int(train_frac·p²)
+    of them, is the training split; the rest is held out.
+
+    Full batch: ``batch_at(i)`` is the whole training split, the very same tensors every step;
+    ``val_batch`` the held-out pairs. Batches are (x, y): x a LongTensor (n, 2) of the operands, y a
+    LongTensor (n,) of the labels. The split is ``torch.randperm(p², generator seeded with seed)``
+    (its first int(train_frac·p²) pairs, in that order), drawn as the exploration script that chose
+    T1's workload drew it, so the suite's runs are the runs measured there; it depends on the seed
+    alone, never on the global RNG.
+    """
+
+    def __init__(self, seed: int = 0, p: int = 23, op: str = "add", train_frac: float = 0.5):
+        super().__init__(seed)
+        if isinstance(p, bool) or not isinstance(p, int) or p < 2:
+            raise ValueError(f"p must be an integer >= 2, got {p!r}")
+        if op not in MODULAR_OPS:
+            raise ValueError(f"unknown op {op!r}; allowed: {sorted(MODULAR_OPS)}")
+        if not (isinstance(train_frac, (int, float)) and 0 < train_frac < 1):
+            raise ValueError(f"train_frac must be a number in (0, 1), got {train_frac!r}")
+        self.p, self.op, self.train_frac = int(p), op, float(train_frac)
+        self.vocab_size = self.p
+        n_train = int(self.train_frac * self.p * self.p)
+        if not 1 <= n_train < self.p * self.p:
+            raise ValueError(f"train_frac={train_frac} leaves no training or no held-out pair of the {p * p}")
+        x = torch.cartesian_prod(torch.arange(self.p), torch.arange(self.p))  # (p², 2), row a*p + b
+        y = MODULAR_OPS[op](x[:, 0], x[:, 1], self.p)
+        perm = torch.randperm(self.p * self.p, generator=torch.Generator().manual_seed(self.seed))
+        tr, te = perm[:n_train], perm[n_train:]
+        self.x, self.y = x[tr].contiguous(), y[tr].contiguous()
+        self.x_val, self.y_val = x[te].contiguous(), y[te].contiguous()
+
+    def batch_at(self, i: int):
+        return self.x, self.y
+
+    def val_batch(self, i: int = 0):
+        return self.x_val, self.y_val
+
+
 # -------------------------------------------------------------------------------------- registry
 DATA: dict[str, type[Stream]] = {
     "none": NoneStream,
@@ -338,6 +385,7 @@ DATA: dict[str, type[Stream]] = {
     "shakespeare": Shakespeare,
     "gradients": Gradients,
     "gradient_noise": GradientNoise,
+    "modular": Modular,
 }
 
 

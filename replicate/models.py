@@ -1,8 +1,11 @@
-"""Models: quadratics, an MLP for regression, and a small nanoGPT-style decoder.
+"""Models: quadratics, an MLP for regression, an MLP for modular arithmetic, and a small
+nanoGPT-style decoder.
 
 Every model has ``loss(batch) -> scalar Tensor`` and ``layers() -> dict[str, list[str]]``, the
 latter mapping a layer name (shallow first) to the names of its parameters, as
-``named_parameters()`` spells them; each parameter belongs to exactly one layer.
+``named_parameters()`` spells them; each parameter belongs to exactly one layer. A model MAY also
+define ``probe(batch) -> dict[str, float]``, metrics of its own that the probes log every
+``probe.model_every`` steps (replicate/probes.py); ``ModularMLP`` does.
 
 ``build_model(cfg)`` picks a class from ``MODELS`` by ``cfg['name']`` and passes the other keys to
 its constructor. Parameters are created under whatever ``torch.manual_seed`` the caller set.
@@ -17,7 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["MODELS", "build_model", "Quadratic", "DiagQuadratic", "NoisyQuadratic", "MLP", "GPT", "plain_kwargs"]
+__all__ = ["MODELS", "build_model", "Quadratic", "DiagQuadratic", "NoisyQuadratic", "MLP", "ModularMLP", "GPT",
+           "plain_kwargs"]
 
 
 # --------------------------------------------------------------------------------------- helpers
@@ -182,6 +186,70 @@ class MLP(nn.Module):
                 for k, lin in enumerate(self.linears)}
 
 
+# ----------------------------------------------------------------------------------- modular MLP
+class ModularMLP(nn.Module):
+    """The Slingshot's network for ``data=modular`` (Thilak et al. 2022, arXiv 2206.04817; Liu et
+    al. 2026, arXiv 2605.06152): one embedding table of p rows (``emb`` wide) shared by both
+    operands, the two embeddings concatenated (2·emb) → ``hidden`` Linear → ReLU → Linear to p
+    logits, cross-entropy on a batch (x, y) with x (n, 2) operands and y (n,) labels.
+
+    ``dtype`` float32 or float64: the whole model, its logits and its loss in that dtype (the
+    parameters are created in float32 under the caller's seed and then cast, so float64 starts
+    from the same weights). Parameters ``embedding.weight``, ``hidden.{weight,bias}``,
+    ``head.{weight,bias}``; layers ``embedding``, ``hidden``, ``head`` (the last linear).
+
+    ``probe(batch)``, on the batch given (the probes pass the full training set), in the model's
+    dtype: ``zero_grad_frac``, the fraction of examples whose correct-class softmax gradient
+    p_y − 1 is exactly 0 (p_y rounds to 1: Liu et al.'s absorption); ``margin`` and
+    ``margin_min``, the mean and least of z_y − max_{j≠y} z_j; ``mean_row_norm``, the L2 norm of
+    the mean over classes of the head's weight rows (Liu et al.'s classifier mean);
+    ``head_norm``, the Frobenius norm of the head's weight (Thilak et al.'s last-layer norm).
+    """
+
+    DTYPES = ("float32", "float64")
+
+    def __init__(self, p: int = 23, emb: int = 64, hidden: int = 128, dtype: str = "float32"):
+        super().__init__()
+        for k, v in (("p", p), ("emb", emb), ("hidden", hidden)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < (2 if k == "p" else 1):
+                raise ValueError(f"{k} must be an integer >= {2 if k == 'p' else 1}, got {v!r}")
+        if dtype not in self.DTYPES:
+            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        self.p, self.dtype = int(p), getattr(torch, dtype)
+        self.embedding = nn.Embedding(self.p, int(emb))
+        self.hidden = nn.Linear(2 * int(emb), int(hidden))
+        self.head = nn.Linear(int(hidden), self.p)
+        self.to(self.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (n, p) for operands x (n, 2)."""
+        if x.dim() != 2 or x.shape[1] != 2:
+            raise ValueError(f"modular_mlp takes operands of shape (n, 2), got {tuple(x.shape)}")
+        h = self.embedding(x).reshape(x.shape[0], -1)
+        return self.head(F.relu(self.hidden(h)))
+
+    def loss(self, batch) -> torch.Tensor:
+        x, y = batch
+        return F.cross_entropy(self(x), y)
+
+    def layers(self) -> dict[str, list[str]]:
+        return {"embedding": ["embedding.weight"], "hidden": ["hidden.weight", "hidden.bias"],
+                "head": ["head.weight", "head.bias"]}
+
+    @torch.no_grad()
+    def probe(self, batch) -> dict[str, float]:
+        x, y = batch
+        z = self(x)
+        p_y = torch.softmax(z, dim=-1).gather(1, y[:, None]).squeeze(1)
+        z_y = z.gather(1, y[:, None]).squeeze(1)
+        others = z.scatter(1, y[:, None], float("-inf")).amax(dim=1)
+        margin = (z_y - others).double()
+        w = self.head.weight
+        return {"zero_grad_frac": float(((p_y - 1) == 0).double().mean()),
+                "margin": float(margin.mean()), "margin_min": float(margin.min()),
+                "mean_row_norm": float(w.mean(dim=0).norm()), "head_norm": float(w.norm())}
+
+
 # ------------------------------------------------------------------------------------------- GPT
 class CausalSelfAttention(nn.Module):
     """Causal multi-head attention. ``qk_norm``: LayerNorm over each head's dimension on q and k
@@ -339,6 +407,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "diag_quadratic": DiagQuadratic,
     "noisy_quadratic": NoisyQuadratic,
     "mlp": MLP,
+    "modular_mlp": ModularMLP,
     "gpt": GPT,
     "linear": Linear,
 }

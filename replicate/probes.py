@@ -28,6 +28,15 @@ arXiv 2304.09871; Wortsman et al. 2023, arXiv 2304.13013; Bai et al. 2025, arXiv
   ``lambda_max_H``, ``lambda_max_Hhat``, ``lambda_grad_Hhat`` beside ``threshold_2_over_lr`` = 2/η and
   ``threshold_momentum`` = 2(1+β1)/((1-β1)η), Adam's stability limit with momentum.
 
+The model's own probe: a model MAY define ``probe(batch) -> dict[str, float]`` (replicate/models.py).
+Every ``probe.model_every`` steps (default: ``probe.every``; 0 turns it off) the probes call it on
+``train_batch``, the first training batch (``data.batch_at(0)``: the whole training set for a
+full-batch stream), under ``no_grad`` after ``backward()`` and before the optimizer's step, so its
+metrics describe the same parameters as the step's logged loss; they are logged under the names it
+returns (whole-model, plain). The loop names no model: ``ModularMLP`` (the Slingshot) gives
+``zero_grad_frac``, ``margin``, ``margin_min``, ``mean_row_norm``, ``head_norm``. With
+``probe.every`` = 0 and ``probe.model_every`` > 0 only the model's probe runs.
+
 Metric names are ``<metric>/<layer>``, whole-model ones plain. An optimizer without a per-coordinate
 second moment (SGD, Lion, Adafactor) gets only the metrics that apply; ``notes`` says which not.
 """
@@ -83,9 +92,14 @@ class Probes:
     ``backward()`` and ``after_step(step)`` after ``opt.step()``; the latter returns the metrics."""
 
     def __init__(self, model: torch.nn.Module, opt: torch.optim.Optimizer, cfg: Mapping[str, Any],
-                 seed: int, probe_batch: Any = None):
+                 seed: int, probe_batch: Any = None, train_batch: Any = None):
         self.model, self.opt, self.seed = model, opt, seed
         self.every = int(cfg.get("every", 0))
+        me = cfg.get("model_every")
+        self.model_every = self.every if me is None else int(me)
+        self._model_probe = getattr(model, "probe", None) if self.model_every > 0 else None
+        self.train_batch = train_batch if train_batch is not None else probe_batch
+        self._model_out: dict[str, float] = {}
         self.hessian_every = int(cfg.get("hessian_every", 0))
         self.hessian_iters = int(cfg.get("hessian_iters", 20))
         self.bins, self.range = int(cfg.get("bins", 64)), float(cfg.get("range", 1.25))
@@ -112,6 +126,9 @@ class Probes:
     def due(self, step: int) -> bool:
         return self.every > 0 and step % self.every == 0
 
+    def model_due(self, step: int) -> bool:
+        return self._model_probe is not None and step % self.model_every == 0
+
     def _state(self, p: torch.Tensor) -> dict:
         get = getattr(self.opt, "param_state", None)
         return get(p) if get is not None else self.opt.state.get(p, {})
@@ -129,7 +146,12 @@ class Probes:
     @torch.no_grad()
     def before_step(self, step: int) -> None:
         """Every step: the autocorrelation sums. At probe steps: the statistics that need g and v
-        from before the optimizer's step, and a copy of the parameters for the update norm."""
+        from before the optimizer's step, and a copy of the parameters for the update norm. At
+        model-probe steps: the model's own ``probe(train_batch)``, on this step's parameters."""
+        if self.model_due(step):
+            self._model_out = {k: float(v) for k, v in self._model_probe(self.train_batch).items()}
+        if self.every <= 0:
+            return
         for layer, ps in self.layers.items():
             grads = [p.grad for p in ps if p.grad is not None]
             if len(grads) != len(ps):
@@ -174,9 +196,10 @@ class Probes:
     @torch.no_grad()
     def after_step(self, step: int) -> dict[str, float]:
         """The metrics of this probe step (empty when it is not one)."""
+        own, self._model_out = self._model_out, {}
         if not self.due(step):
-            return {}
-        out = dict(self._pre)
+            return own
+        out = {**self._pre, **own}
         for layer, ps in self.layers.items():
             a = self._auto[layer]
             xx, yy = float(a["xx"]), float(a["yy"])

@@ -284,16 +284,20 @@ def _zero(cfg: dict) -> bool:
 
 
 def _probes(cfg: dict, model, opt, data, device) -> Probes | None:
-    """The probes of ``cfg['probe']`` (None when ``probe.every`` is 0), with a fixed probe batch for
-    the curvature: the first held-out batch where the data has one, else the first batch."""
+    """The probes of ``cfg['probe']`` (None when ``probe.every`` and ``probe.model_every`` are 0),
+    with a fixed probe batch for the curvature: the first held-out batch where the data has one,
+    else the first batch; and the first training batch for a model's own ``probe`` (probes.py)."""
     pcfg = cfg.get("probe") or {}
-    if not pcfg.get("every"):
+    model_every = pcfg.get("model_every")
+    if not pcfg.get("every") and not model_every:
         return None
+    train_batch = data.batch_at(0)
     try:
         batch = data.val_batch(0)
     except NotImplementedError:
-        batch = data.batch_at(0)
-    return Probes(model, opt, pcfg, seed=cfg["seed"], probe_batch=_to(batch, device))
+        batch = train_batch
+    return Probes(model, opt, pcfg, seed=cfg["seed"], probe_batch=_to(batch, device),
+                  train_batch=_to(train_batch, device))
 
 
 # ------------------------------------------------------------------------------------------ launch

@@ -159,7 +159,7 @@ def test_bad_name_and_kwarg():
         build_data({"name": "wikitext", "seed": 0})
     with pytest.raises(ValueError, match="batchsize"):
         build_data({"name": "markov", "seed": 0, "batchsize": 3})
-    assert set(DATA) == {"none", "regression", "markov", "shakespeare", "gradients", "gradient_noise"}
+    assert set(DATA) == {"none", "regression", "markov", "shakespeare", "gradients", "gradient_noise", "modular"}
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -118,7 +118,7 @@ def test_bad_name_and_kwarg():
         build_model({"name": "gpt", "vocab_size": 10, "dpeth": 3})
     with pytest.raises(ValueError, match="activation"):
         build_model({"name": "mlp", "activation": "swish!"})
-    assert set(MODELS) == {"quadratic", "diag_quadratic", "noisy_quadratic", "mlp", "gpt", "linear"}
+    assert set(MODELS) == {"quadratic", "diag_quadratic", "noisy_quadratic", "mlp", "modular_mlp", "gpt", "linear"}
 
 
 @pytest.mark.parametrize("model,data", [("gpt", "markov"), ("gpt", "shakespeare"),

@@ -421,13 +421,13 @@ def _slingshot_runs(n: int = 3000):
     zero-gradient fraction rises and its mean-row norm grows; fp64's loss keeps falling."""
     rows, runs = [], []
     steps = np.arange(n)
-    for arm in ("sgd", "adam_fp64", "adam"):
+    for arm in ("sgd", "adam fp64", "adam fp32"):
         for seed in (0, 1):
             rid = f"{arm}-{seed}"
             loss = np.exp(-steps / 150) * 4 + 1e-7
-            zero = np.clip((steps - 500) / 1000, 0, 0.95) if arm == "adam" else np.zeros(n)
-            row = 0.2 * np.exp(np.where(arm == "adam", steps / 1200, 0.0))
-            if arm == "adam":
+            zero = np.clip((steps - 500) / 1000, 0, 0.95) if arm == "adam fp32" else np.zeros(n)
+            row = 0.2 * np.exp(np.where(arm == "adam fp32", steps / 1200, 0.0))
+            if arm == "adam fp32":
                 loss[2500:2520] = 3.0
             for metric, v in (("loss", loss), ("zero_grad_frac", zero), ("mean_row_norm", row),
                               ("head_norm", 5 + row)):
@@ -447,7 +447,7 @@ def test_the_slingshot_figure_puts_fp32_beside_fp64_with_its_second_axis():
     eps = episodes(metrics[metrics["metric"] == "loss"])
     fig = fig_slingshot(metrics, runs, "sl", eps=eps)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles[0].startswith("adam\n") and "fp64" in titles[1] and titles[2].startswith("sgd")
+    assert titles[0].startswith("adam fp32\n") and "fp64" in titles[1] and titles[2].startswith("sgd")
     twins = [ax for ax in fig.axes if ax.get_ylim() == (-0.02, 1.02)]
     assert len(twins) == 3 and "exactly 0" in twins[-1].get_ylabel()
     labels = [t.get_text() for t in fig.legends[0].get_texts()]

@@ -25,7 +25,9 @@ def _order(arms: list[str]) -> list[str]:
     """fp32 Adam first, fp64 beside it, then the rest in their natural order."""
     def rank(a: str) -> int:
         low = a.lower()
-        return 0 if low in ("adam", "label=adam") else 1 if "fp64" in low or "float64" in low else 2
+        if "fp64" in low or "float64" in low:
+            return 1
+        return 0 if "fp32" in low or low.split("=")[-1].strip() == "adam" else 2
     return sorted(arms, key=lambda a: (rank(a), arms.index(a)))
 
 

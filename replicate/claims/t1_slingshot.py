@@ -366,7 +366,7 @@ def t1(metrics: pd.DataFrame, runs: pd.DataFrame, definition: str = "R100") -> J
     return in_regime(j, held, reached)
 
 
-@claim("T2", experiment=EXPERIMENT, source=T2_SOURCE, spikes=True, figures=["loss"],
+@claim("T2", experiment=EXPERIMENT, source=T2_SOURCE, spikes=True, figures=["loss", "slingshot"],
        statement=T2_STATEMENT,
        metric=("value = fraction of fp32 Adam spikes after its loss fell below 1e-5 (R3; R10, R100, Z6 beside it), "
                "pooled over seeds, with zero_grad_frac (examples whose correct-class gradient is exactly 0) > 0.5 at "

@@ -259,7 +259,7 @@ def test_registered_on_t1_slingshot_with_their_primaries():
     t1c, t2c = CLAIMS["T1"], CLAIMS["T2"]
     assert (t1c.experiment, t2c.experiment) == ("t1_slingshot", "t1_slingshot")
     assert (t1c.primary, t2c.primary) == ("R100", "R3") and t1c.spikes and t2c.spikes
-    assert t1c.figures == ["loss"] and t2c.figures == ["loss"]
+    assert t1c.figures == ["loss"] and t2c.figures == ["loss", "slingshot"]
     assert t1c.threshold.startswith("Adam spikes (R100) after its loss fell below 1e-5")
     assert t2c.metric.startswith("value = fraction") and t1c.metric.startswith("value = fraction")
 

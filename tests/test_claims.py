@@ -144,7 +144,7 @@ def test_the_report_figures_come_from_the_claims():
         "M7": ["update_histograms"], "M8": ["spike_rates"], "M9": ["spike_rates"],
         "M10": ["grad_rms", "spike_rates"], "B1": ["spike_rates"], "B2": ["curvature"],
         "W1": ["rms_lead"], "Q1": ["spike_rates"], "Q4": ["grad_rms"],
-        "T1": ["loss"], "T2": ["loss", "slingshot"], "H1": ["spike_rates"]}
+        "T1": ["loss"], "T2": ["loss", "slingshot"], "H1": ["spike_rates", "halflife"]}
 
 
 def test_ids_sort_by_family_in_the_order_of_claims_md():

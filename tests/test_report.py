@@ -239,7 +239,8 @@ def test_every_figure_family_declares_its_kinds_and_the_report_collects_each_onc
     names = [k.name for k in report.FIGURES]
     assert len(set(names)) == len(names)
     assert sorted(map(id, report.FIGURES)) == sorted(map(id, declared))  # collected: all of them, nothing else
-    assert names == ["loss", "slingshot", "spike_rates", "update_histograms", "grad_rms", "curvature", "rms_lead"]
+    assert names == ["loss", "slingshot", "spike_rates", "halflife", "update_histograms", "grad_rms", "curvature",
+                     "rms_lead"]
 
 
 def test_report_draws_loss_curves_per_arm_from_real_runs(cfg_factory, tmp_path):
@@ -457,3 +458,39 @@ def test_the_slingshot_figure_puts_fp32_beside_fp64_with_its_second_axis():
     plt.close(fig)
     assert fig_slingshot(metrics[metrics["metric"] == "loss"], runs, "sl") is None  # no probes: placeholder
     assert KINDS[0].name == "slingshot" and "exactly 0" in KINDS[0].caption
+
+
+def test_the_halflife_figure_draws_both_arms_over_the_batch_size():
+    """H1's figure: final held-out loss per seed and the arms' means, and Z6 episodes per run with a
+    Poisson interval that never goes below 0; the largest batch's run belongs to both arms."""
+    import matplotlib.pyplot as plt
+
+    from replicate.report.figures.halflife import KINDS, fig_halflife
+
+    rows, runs = [], []
+    for seed in (0, 1):
+        rng = np.random.default_rng(seed)
+        for arm, b, b2 in (("fixed", 4, 0.95), ("scaled", 4, 0.95 ** (4 / 64)), ("both", 64, 0.95)):
+            rid = f"{arm}-{seed}"
+            n = 2048 if b == 4 else 128
+            loss = 3 * np.exp(-np.arange(n) / 300) + 1 + 0.01 * rng.standard_normal(n)
+            if arm == "fixed":
+                loss[600] *= 50  # a tall jump: a Z6 episode in the fixed arm only
+            rows.append(pd.DataFrame({"run_id": rid, "experiment": "h", "seed": seed, "status": "done",
+                                      "step": np.arange(n), "metric": "loss", "value": loss}))
+            rows.append(pd.DataFrame({"run_id": rid, "experiment": "h", "seed": seed, "status": "done",
+                                      "step": np.linspace(0, n - 1, 33).astype(int), "metric": "val_loss",
+                                      "value": 2.3 + (0.05 if arm == "fixed" else 0.0) + 0.2 * (b == 64)}))
+            runs.append({"run_id": rid, "experiment": "h", "seed": seed, "status": "done", "label": arm,
+                         "data.batch_size": b, "optimizer.b2": b2, "train.steps": n})
+    metrics, runs = pd.concat(rows, ignore_index=True), pd.DataFrame(runs)
+    fig = fig_halflife(metrics, runs, "h")
+    left, right = fig.axes[:2]
+    means = {ln.get_label(): ln.get_ydata() for ln in left.get_lines()}
+    fixed, scaled = means["β2 fixed: mean"], means["β2 scaled by its half-life in tokens: mean"]
+    assert len(fixed) == len(scaled) == 2  # batch 4 and the shared batch 64
+    assert fixed[0] == pytest.approx(2.35) and scaled[0] == pytest.approx(2.30) and fixed[1] == scaled[1]
+    assert right.get_ylim()[0] == 0 and "Z6" in right.get_ylabel() and "2 seeds" in fig._suptitle.get_text()
+    plt.close(fig)
+    assert KINDS[0].name == "halflife" and "Z6" in KINDS[0].caption
+    assert fig_halflife(metrics[metrics["metric"] == "loss"], runs, "h") is None

@@ -104,7 +104,7 @@ def _premise(r: pd.DataFrame) -> tuple[dict[int, bool], str]:
     return held, reached
 
 
-@claim("H1", experiment="h1_beta2_halflife_gpt", figures=["spike_rates"], spikes=True, primary="Z6",
+@claim("H1", experiment="h1_beta2_halflife_gpt", figures=["spike_rates", "halflife"], spikes=True, primary="Z6",
        source=SOURCE,
        statement=("Small batches are unstable with β2 held fixed; holding β2's half-life fixed in "
                   "tokens (β2(B) = β2(B_ref)^(B/B_ref)) makes them train stably"),

@@ -52,7 +52,7 @@ from .. import results, spikes
 from .figures import (arm_labels, bench_table, episodes, fig_curvature, fig_grad_rms, fig_leaderboard,  # noqa: F401
                       fig_loss_curves, fig_rms_lead, fig_spike_rates, fig_throughput, fig_update_histograms,
                       lighten_ticks, spike_table, varied_keys, SWEEP_KEYS, _natural_arms)
-from .figures import curvature, histograms, layers, loss, slingshot, spike_rates  # the per-experiment figure families
+from .figures import curvature, halflife, histograms, layers, loss, slingshot, spike_rates  # the figure families
 from .figures.kinds import Data, Kind
 
 DPI = 110
@@ -61,8 +61,8 @@ MARGIN = 3.0  # inches drawn around a figure before it is cut to its ink (``_sav
 
 # The per-experiment figure kinds, in the page's order: each family module declares its own
 # (``KINDS``: name, title, when it applies, how it is drawn, caption, why missing) beside its figure.
-FIGURES: list[Kind] = [*loss.KINDS, *slingshot.KINDS, *spike_rates.KINDS, *histograms.KINDS, *layers.KINDS,
-                       *curvature.KINDS]
+FIGURES: list[Kind] = [*loss.KINDS, *slingshot.KINDS, *spike_rates.KINDS, *halflife.KINDS, *histograms.KINDS,
+                       *layers.KINDS, *curvature.KINDS]
 
 SEEDS = results.PRIMARY_SEEDS  # the runs the figures are drawn from
 

@@ -7,7 +7,8 @@ per figure family:
   experiment's rows, spike episodes, layers, the window around the first spike;
 - ``loss``, ``spike_rates``, ``histograms`` (update values over time), ``layers`` (gradient RMS
   against ε), ``curvature`` (curvature and RMS_t around spikes), ``slingshot`` (the Slingshot's loss,
-  zero-gradient fraction and classifier mean row, fp32 beside fp64): the per-experiment figures, each
+  zero-gradient fraction and classifier mean row, fp32 beside fp64), ``halflife`` (H1: β2 fixed vs
+  scaled by its half-life, over the batch size): the per-experiment figures, each
   module declaring its ``KINDS`` (``kinds.Kind``: name, title, when it applies, how it is drawn,
   caption, why it is missing) beside its function; ``replicate.report.FIGURES`` collects them in
   the page's order;

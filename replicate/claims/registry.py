@@ -118,9 +118,7 @@ def claim(id: str, *, experiment: str | None, source: str, statement: str, metri
     judge takes ``definition`` (a name of ``spikes.DEFINITIONS``). ``primary``: the definition whose
     verdict is the claim's when its CLAIMS.md row names one (T1: "Adam spikes (R100)"), fixed here
     before any run; otherwise R3 (``spikes.PRIMARY``)."""
-    from .. import spikes as _spikes
-
-    primary_ = _spikes.PRIMARY if primary is None else _spikes.resolve(primary).name
+    primary_ = PRIMARY if primary is None else _definition(primary)
 
     def register(judge):
         if spikes and "definition" not in inspect.signature(judge).parameters:
@@ -136,6 +134,11 @@ def claim(id: str, *, experiment: str | None, source: str, statement: str, metri
         return judge
 
     return register
+
+
+def _definition(name: str) -> str:
+    """A spike definition's name, checked (``claim``'s own ``spikes`` flag hides the module there)."""
+    return spikes.resolve(name).name
 
 
 def pending(id: str, *, source: str, statement: str, metric: str, threshold: str, tier: str = "cpu") -> None:

@@ -30,7 +30,7 @@ import hashlib
 import io
 import json
 import os
-import tempfile
+import secrets
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -51,19 +51,90 @@ NOT_HASHED = ("results_dir", "progress", "threads", "train.checkpoint_every", "t
 
 # ---------------------------------------------------------------------------------------- writing
 def atomic_write(path: Path | str, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    The file gets the usual permissions, 0666 less the umask (not mkstemp's 0600), so colleagues on
+    a shared cluster can read the results."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_tmp(path)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
+            blob = data.encode() if isinstance(data, str) else data
+            if _FAULT is not None:
+                _fault_write(path.name, f, blob, tmp)
+            f.write(blob)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if _FAULT is not None:
+        fault(path.name, "renamed")
+
+
+def _create_tmp(path: Path) -> tuple[int, str]:
+    """A new ``.<name>.<random>.tmp`` beside ``path``, opened for writing with mode 0666 & ~umask."""
+    while True:
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666), tmp
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
+
+
+def remove_tmp(folder: Path | str) -> list[str]:
+    """Delete the temporary files a killed writer left in ``folder`` (call it only while owning the
+    folder, e.g. holding its run lock); returns their names."""
+    gone = []
+    for p in Path(folder).glob(".*.tmp"):
+        p.unlink(missing_ok=True)
+        gone.append(p.name)
+    return gone
+
+
+# --- test-only fault hook: REPLICATE_FAULT=<file name>:<n>[:<phase>] SIGKILLs this process at the
+# n-th atomic write of that file name (e.g. checkpoint.pt:2), phase ``mid`` (default: half the
+# bytes written to the temporary file) or ``renamed`` (just after the rename); read once at import
+# (or by ``arm_fault``); inert, one None check per write, when unset.
+_FAULT: tuple[str, int, str] | None = None
+_FAULT_COUNTS: dict[str, int] = {}
+
+
+def arm_fault(spec: str | None = None) -> None:
+    """(Re)read the fault hook from ``spec`` (default: the REPLICATE_FAULT environment variable)."""
+    global _FAULT
+    spec = os.environ.get("REPLICATE_FAULT") if spec is None else spec
+    _FAULT_COUNTS.clear()
+    if not spec:
+        _FAULT = None
+        return
+    name, n, *phase = spec.split(":")
+    _FAULT = (name, int(n), phase[0] if phase else "mid")
+
+
+def fault(name: str, phase: str) -> None:
+    """The fault hook's kill point ``name`` at ``phase``: SIGKILL when it is the armed one."""
+    if _FAULT is None or _FAULT[0] != name or _FAULT[2] != phase:
+        return
+    _FAULT_COUNTS[name] = _FAULT_COUNTS.get(name, 0) + 1
+    if _FAULT_COUNTS[name] == _FAULT[1]:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _fault_write(name: str, f, blob: bytes, tmp: str) -> None:
+    if _FAULT is not None and _FAULT[0] == name and _FAULT[2] == "mid" and \
+            _FAULT_COUNTS.get(name, 0) + 1 == _FAULT[1]:
+        f.write(blob[: len(blob) // 2])
+        f.flush()
+        os.fsync(f.fileno())
+    fault(name, "mid")
+
+
+arm_fault()
 
 
 def atomic_torch_save(obj: Any, path: Path | str) -> None:

@@ -70,3 +70,39 @@ def test_flatten_and_run_id_ignore_key_order():
     b = {"seed": 1, "optimizer": {"b2": 0.99, "b1": 0.9}}
     assert results.flatten(a) == {"optimizer.b1": 0.9, "optimizer.b2": 0.99, "seed": 1}
     assert results.run_id(a) == results.run_id(b)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_results_files_get_the_usual_permissions_not_0600(tmp_path, umask):
+    """0666 less the umask, as any other program's files (mkstemp's 0600 hid them from colleagues)."""
+    import stat
+
+    import torch
+
+    old = os.umask(umask)
+    try:
+        results.atomic_write(tmp_path / "a.txt", "x")
+        results.atomic_torch_save({"w": torch.zeros(2)}, tmp_path / "c.pt")
+        results.write_table([{"step": 0, "loss": 1.0}], tmp_path / "m.parquet")
+        results.write_manifest(tmp_path, {"status": "done"})
+    finally:
+        os.umask(old)
+    for name in ("a.txt", "c.pt", "m.parquet", "manifest.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask, name
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_runs_files_are_readable_by_others_under_umask_022(cfg_factory):
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        cfg = cfg_factory("model=mlp", "data=regression", "train.steps=20", "train.checkpoint_every=5",
+                          "train.keep_checkpoint=true")
+        train.run(cfg)
+    finally:
+        os.umask(old)
+    rdir = results.run_dir(cfg["results_dir"], cfg)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in rdir.iterdir()}
+    assert {"config.yaml", "manifest.json", "metrics.parquet", "checkpoint.pt"} <= set(modes)
+    assert set(modes.values()) == {0o644}, modes

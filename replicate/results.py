@@ -26,6 +26,7 @@ by the next launch).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -45,7 +46,7 @@ HELDOUT_SEEDS = (10, 11, 12)
 # Keys that do not change what a run computes: changing them must not start a new run.
 # how a run is split over processes (world size, ZeRO-1, micro-batches) and compiled leaves its
 # numbers equal up to float rounding: not hashed, so a run resumes under another split
-NOT_HASHED = ("results_dir", "progress", "threads", "train.checkpoint_every", "train.keep_checkpoint",
+NOT_HASHED = ("results_dir", "progress", "threads", "if_locked", "train.checkpoint_every", "train.keep_checkpoint",
               "train.grad_accum", "dist.zero", "model.compile")
 
 
@@ -67,8 +68,10 @@ def atomic_write(path: Path | str, data: bytes | str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:
+            e.filename = str(path)  # a failed write() names no file: name the one being written
         raise
     if _FAULT is not None:
         fault(path.name, "renamed")
@@ -156,6 +159,24 @@ def write_manifest(run_dir: Path | str, manifest: Mapping) -> None:
     atomic_write(Path(run_dir) / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
 
 
+FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # no space left, file too large, quota exceeded
+
+
+def disk_full(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in FULL
+
+
+class DiskFull(SystemExit):
+    """A write into ``results_dir`` failed for want of space: one line for the user (exit code 1).
+    Atomic writes leave what was written before intact; the run resumes from its last checkpoint."""
+
+    def __init__(self, e: OSError, root: Path | str, label: str):
+        self.error = e
+        super().__init__(f"error: {label}: writing {e.filename or 'a results file'} failed: "
+                         f"{e.strerror or e} (no space left in results_dir={root}?): the results written "
+                         "before are intact; free space and run again: the run resumes from its last checkpoint")
+
+
 def read_manifest(run_dir: Path | str) -> dict | None:
     p = Path(run_dir) / "manifest.json"
     if not p.exists():
@@ -218,6 +239,8 @@ def _read_run(path: Path) -> tuple[dict, dict] | None:
     try:
         manifest = read_manifest(path)
         if manifest is None:
+            if (path / "lock").exists():  # claimed, its manifest not written yet (or its claimer was killed)
+                return None
             raise ValueError("no manifest.json")
         return manifest, _config(path)
     except Exception as e:  # corrupt or half-written: report and skip, never fatal

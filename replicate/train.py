@@ -40,7 +40,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from . import distributed, mitigations, results
+from . import distributed, mitigations, results, runlock
 from .config import ConfigError, check_writable, validate
 from .data import build_data
 from .models import build_model
@@ -55,10 +55,17 @@ def run(cfg: Any) -> dict:
     """Train the run ``cfg`` describes (a DictConfig or a plain nested dict); return its manifest.
 
     Raises ConfigError (one line for the user) for a bad value before anything is written.
-    Exceptions during training are recorded as status ``failed`` and re-raised.
+    One process trains a run at a time: it claims the run's folder with a lock (replicate/runlock.py);
+    another process for the same run waits for it (``if_locked=wait``, the default; it then skips a
+    run the holder finished, and resumes one the holder left) or skips it (``if_locked=skip``).
+    Exceptions during training are recorded as status ``failed`` and re-raised; a full disk as
+    ``results.DiskFull`` (one line; what was written before stays intact, the run resumes later).
     """
     cfg = _plain(cfg)
     validate(cfg)
+    if_locked = cfg.get("if_locked", "wait")
+    if if_locked not in ("wait", "skip"):
+        raise ConfigError(f"if_locked={if_locked!r} is not allowed: choose wait or skip")
     root = check_writable(cfg.get("results_dir", "results"))
     rdir = results.run_dir(root, cfg)
     manifest = results.read_manifest(rdir) if (rdir / "manifest.json").exists() else None
@@ -67,30 +74,46 @@ def run(cfg: Any) -> dict:
     model, data, opt, mit = _build(cfg)  # before writing anything, so bad values leave no folder
     d = distributed.info()  # rank 0 of 1 outside torchrun; only rank 0 writes
 
-    manifest = _manifest(cfg, rdir, status="running")
-    manifest["memory"] = distributed.memory_report(model, opt, d, zero=_zero(cfg))  # every rank's state bytes
-    if d.main:
-        results.atomic_write(rdir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
-        results.write_manifest(rdir, manifest)
-    t0 = time.perf_counter()
+    label = f"{cfg.get('name', 'default')} seed={cfg['seed']} {rdir.name}"
+    lock = runlock.claim(rdir, label, wait=if_locked == "wait", main=d.main)  # rank 0 holds it
+    if lock.skipped is not None:  # finished by the process waited for, or (if_locked=skip) running elsewhere
+        return lock.skipped
     try:
-        status, steps_done = _loop(cfg, rdir, model, data, opt, mit, manifest)
-    except BaseException as e:
-        manifest.update(status="failed", error="".join(traceback.format_exception(e)),
-                        wall_time_s=manifest["wall_time_s"] + time.perf_counter() - t0)
-        if d.main:
+        with lock:
+            manifest = _manifest(cfg, rdir, status="running")
+            manifest["memory"] = distributed.memory_report(model, opt, d, zero=_zero(cfg))  # every rank's state bytes
+            if d.main:
+                results.atomic_write(rdir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+                results.write_manifest(rdir, manifest)
+            t0 = time.perf_counter()
+            try:
+                status, steps_done = _loop(cfg, rdir, model, data, opt, mit, manifest)
+            except BaseException as e:
+                manifest.update(status="failed", error="".join(traceback.format_exception(e)),
+                                wall_time_s=manifest["wall_time_s"] + time.perf_counter() - t0)
+                if d.main:
+                    try:
+                        results.write_manifest(rdir, manifest)
+                    except OSError:
+                        if not results.disk_full(e):
+                            raise
+                raise
+            spent = time.perf_counter() - t0
+            manifest.update(status=status, steps_done=steps_done, finished=_now(),
+                            wall_time_s=manifest["wall_time_s"] + spent,
+                            throughput=distributed.throughput(cfg, model, steps_done - manifest.get("start_step", 0),
+                                                              spent, manifest["device"],
+                                                              manifest.pop("steady", None)))  # this session's
+            if not d.main:
+                return manifest
             results.write_manifest(rdir, manifest)
+            if not cfg["train"].get("keep_checkpoint", False):
+                (rdir / "checkpoint.pt").unlink(missing_ok=True)
+            return manifest
+    except OSError as e:
+        if results.disk_full(e):
+            raise results.DiskFull(e, root, label) from e
         raise
-    spent = time.perf_counter() - t0
-    manifest.update(status=status, steps_done=steps_done, finished=_now(), wall_time_s=manifest["wall_time_s"] + spent,
-                    throughput=distributed.throughput(cfg, model, steps_done - manifest.get("start_step", 0), spent,
-                                                      manifest["device"], manifest.pop("steady", None)))  # this session's
-    if not d.main:
-        return manifest
-    results.write_manifest(rdir, manifest)
-    if not cfg["train"].get("keep_checkpoint", False):
-        (rdir / "checkpoint.pt").unlink(missing_ok=True)
-    return manifest
 
 
 def _build(cfg: dict):

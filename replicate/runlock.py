@@ -106,7 +106,7 @@ def _alive(pid: int) -> bool:
 
 def _age(path: Path) -> float:
     """Seconds since ``path`` was last touched, on the clock of the file system holding it."""
-    probe = path.parent / f".clock.{secrets.token_hex(6)}"
+    probe = path.parent / f".clock.{secrets.token_hex(6)}.tmp"  # a killed prober's: removed by remove_tmp
     fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         now = os.fstat(fd).st_mtime
@@ -306,6 +306,18 @@ def claim(folder: Path | str, label: str, wait: bool = True, main: bool = True) 
                 results.remove_tmp(folder)  # what a killed writer left
     lock.skipped = _agree(lock.skipped)
     return lock
+
+
+def tidy(folder: Path | str) -> None:
+    """Remove the stale lock a holder killed just after finishing its run left in ``folder``."""
+    if not (Path(folder) / "lock").exists():
+        return
+    lock = RunLock(folder)
+    try:
+        lock.acquire()
+    except Busy:
+        return
+    lock.release()
 
 
 def _manifest_or_none(folder: Path) -> dict | None:

@@ -70,7 +70,12 @@ def run(cfg: Any) -> dict:
     rdir = results.run_dir(root, cfg)
     manifest = results.read_manifest(rdir) if (rdir / "manifest.json").exists() else None
     if manifest and manifest.get("status") in results.FINISHED:
-        return {**manifest, "skipped": True}  # a rerun of a finished sweep trains nothing
+        # a rerun of a finished sweep trains nothing; it removes what a kill just after the run's
+        # last manifest left: the lock and the checkpoint
+        runlock.tidy(rdir)
+        if not cfg["train"].get("keep_checkpoint", False):
+            (rdir / "checkpoint.pt").unlink(missing_ok=True)
+        return {**manifest, "skipped": True}
     model, data, opt, mit = _build(cfg)  # before writing anything, so bad values leave no folder
     d = distributed.info()  # rank 0 of 1 outside torchrun; only rank 0 writes
 

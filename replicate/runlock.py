@@ -176,6 +176,20 @@ class RunLock:
 
     def acquire(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self._acquire()
+        except BaseException as e:
+            if not isinstance(e, Busy):
+                self._remove_if_empty()  # e.g. a full disk: no empty folder left behind
+            raise
+
+    def _remove_if_empty(self) -> None:
+        try:
+            self.folder.rmdir()
+        except OSError:
+            pass
+
+    def _acquire(self) -> None:
         while True:
             info = _me()
             try:
@@ -239,10 +253,7 @@ class RunLock:
                 self.path.unlink(missing_ok=True)
         finally:
             self.info = None
-        try:  # a claim that wrote nothing (e.g. the disk was full) leaves no empty folder behind
-            self.folder.rmdir()
-        except OSError:
-            pass
+        self._remove_if_empty()  # a claim that wrote nothing (e.g. the disk was full) leaves no folder
 
     def __enter__(self) -> "RunLock":
         if not self.held:

@@ -80,10 +80,10 @@ def run(cfg: Any) -> dict:
     d = distributed.info()  # rank 0 of 1 outside torchrun; only rank 0 writes
 
     label = f"{cfg.get('name', 'default')} seed={cfg['seed']} {rdir.name}"
-    lock = runlock.claim(rdir, label, wait=if_locked == "wait", main=d.main)  # rank 0 holds it
-    if lock.skipped is not None:  # finished by the process waited for, or (if_locked=skip) running elsewhere
-        return lock.skipped
     try:
+        lock = runlock.claim(rdir, label, wait=if_locked == "wait", main=d.main)  # rank 0 holds it
+        if lock.skipped is not None:  # finished by the process waited for, or (if_locked=skip) running elsewhere
+            return lock.skipped
         with lock:
             manifest = _manifest(cfg, rdir, status="running")
             manifest["memory"] = distributed.memory_report(model, opt, d, zero=_zero(cfg))  # every rank's state bytes

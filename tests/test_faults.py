@@ -217,3 +217,40 @@ def test_a_finished_runs_leftover_lock_and_checkpoint_are_removed_by_the_next_la
     assert {"lock", "checkpoint.pt"} <= {p.name for p in rdir.iterdir()}
     assert train.run(cfg)["skipped"]
     assert sorted(p.name for p in rdir.iterdir()) == ["config.yaml", "manifest.json", "metrics.parquet"]
+
+
+def test_a_hydra_sweep_killed_mid_checkpoint_then_rerun_gives_the_uninterrupted_results(tmp_path, reference):
+    """The hook through the real entry point: ``python -m replicate -m``, killed in its second run."""
+    args = [*SWEEP, "-m", f"seed={','.join(map(str, SEEDS))}", f"results_dir={tmp_path}", "progress=false"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    killed = subprocess.run([sys.executable, "-m", "replicate", *args], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, env={**env, "REPLICATE_FAULT": "checkpoint.pt:8:mid"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert len(snapshot(tmp_path)) == 1  # the first run finished, the second was killed
+    again = subprocess.run([sys.executable, "-m", "replicate", *args], cwd=ROOT, capture_output=True, text=True,
+                           timeout=300, env=env)
+    assert again.returncode == 0 and "3 runs: 3 done (1 already finished before" in again.stdout, again.stdout
+    got = snapshot(tmp_path)
+    seed = results.runs(tmp_path).set_index("run_id")["seed"]
+    ref_seed = {results.run_id(c): c["seed"] for c in cfgs("results")}
+    by_seed = {ref_seed[rid]: frame for rid, (_, frame) in reference.items()}
+    assert len(got) == len(SEEDS)
+    for rid, (status, frame) in got.items():
+        assert status == "done"
+        pd.testing.assert_frame_equal(frame, by_seed[seed[rid]], check_exact=True)
+
+
+def test_a_disk_full_before_the_first_write_is_one_line_and_leaves_no_folder(tmp_path):
+    def tiny():  # not even the lock (about 250 bytes) fits
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))
+
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONDONTWRITEBYTECODE": "1"}
+    out = subprocess.run([sys.executable, "-m", "replicate", *SWEEP, f"results_dir={tmp_path}", "progress=false"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, preexec_fn=tiny)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), out.stderr
+    assert "File too large" in lines[0]
+    assert not list(tmp_path.glob("runs/*/*")) and snapshot(tmp_path) == {}

@@ -48,6 +48,13 @@ HELDOUT_SEEDS = (10, 11, 12)
 # numbers equal up to float rounding: not hashed, so a run resumes under another split
 NOT_HASHED = ("results_dir", "progress", "threads", "if_locked", "train.checkpoint_every", "train.keep_checkpoint",
               "train.grad_accum", "dist.zero", "model.compile")
+# Keys added to the config tree after runs were recorded without them, with the value that computes
+# what those runs computed: at that value a key is left out of the hash, so adding it (issue 17: every
+# documented key in the tree with its default) starts no new run and loses no result; at any other
+# value it is hashed. (train.val_batches: one held-out batch was all there was before the key.)
+HASHED_UNLESS = {"train.val_every": 0, "train.val_batches": 1, "probe.model_every": None}
+# Keys that do nothing while another key has a value (key -> (other key, value)): not hashed then.
+IDLE_WHEN = {"train.val_batches": ("train.val_every", 0)}
 
 
 # ---------------------------------------------------------------------------------------- writing
@@ -198,8 +205,15 @@ def flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
 
 
 def run_id(cfg: Mapping) -> str:
-    """A 12-hex-digit hash of the resolved config, without the keys in ``NOT_HASHED``."""
-    flat = {k: v for k, v in flatten(cfg).items() if k not in NOT_HASHED}
+    """A 12-hex-digit hash of the resolved config, without the keys in ``NOT_HASHED``, those of
+    ``HASHED_UNLESS`` at their value there and those of ``IDLE_WHEN`` while they do nothing."""
+    full = flatten(cfg)
+
+    def at(k: str, value: Any) -> bool:
+        return k in full and type(full[k]) is type(value) and full[k] == value
+
+    flat = {k: v for k, v in full.items() if k not in NOT_HASHED and not (k in HASHED_UNLESS and at(k, HASHED_UNLESS[k]))
+            and not (k in IDLE_WHEN and at(*IDLE_WHEN[k]))}
     blob = json.dumps(flat, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

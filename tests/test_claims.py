@@ -74,8 +74,9 @@ def test_every_claim_lives_in_the_module_named_like_its_experiment():
         if c.judge is None:
             continue
         module = c.judge.__module__.rsplit(".", 1)[-1]
-        if c.tier == "gpu":  # a GPU twin: the cpu claim's judge, on its own experiment
-            assert c.experiment in stems and CLAIMS[cid[:-4]].judge is c.judge, cid
+        if c.twin_of:  # a twin (GPU, second workload): its claim's judge, on its own experiment
+            assert c.experiment in stems and CLAIMS[c.twin_of].judge is c.judge, cid
+            assert module == CLAIMS[c.twin_of].experiment, cid
         else:
             assert module == c.experiment and c.experiment in stems, (cid, module, c.experiment)
 
@@ -136,6 +137,32 @@ def test_the_gpu_twins_are_the_cpu_judges_on_the_gpu_experiments():
         assert c.judge is cpu.judge and c.statement.startswith(cpu.statement + " (GPU tier:")
 
 
+def test_the_slingshot_twins_judge_the_precursors_again_on_their_own_experiment():
+    twins = {cid: c for cid, c in CLAIMS.items() if cid.endswith("_slingshot")}
+    assert set(twins) == {"M7_slingshot", "W1_slingshot", "B2_slingshot"}
+    for cid, c in twins.items():
+        own = CLAIMS[c.twin_of]
+        assert cid == f"{c.twin_of}_slingshot" and c.experiment == "precursors_slingshot" and c.tier == "cpu"
+        assert (c.judge, c.threshold, c.metric, c.spikes, c.primary, c.figures) == (
+            own.judge, own.threshold, own.metric, True, "R3", own.figures)
+        assert c.statement.startswith(own.statement + " (second workload, the Slingshot")
+
+
+def test_twin_registers_a_second_workload_and_refuses_to_overwrite_a_claim(monkeypatch):
+    from replicate.claims import registry
+
+    reg = {}
+    monkeypatch.setattr(registry, "CLAIMS", reg)
+    judge = registry.claim("X1", experiment="x1", source="s", statement="It holds", metric="m", threshold="t",
+                           spikes=True, primary="R100", figures=["loss"])(lambda m, r, definition="R3": None)
+    t = registry.twin("X1", "other", experiment="x1_other", workload=" (elsewhere)")
+    assert reg["X1_other"] is t and (t.judge, t.experiment, t.statement, t.primary, t.figures, t.twin_of) == (
+        judge, "x1_other", "It holds (elsewhere)", "R100", ["loss"], "X1")
+    registry.claim("X1_b", experiment="y", source="s", statement="s", metric="m", threshold="t")(lambda m, r: None)
+    with pytest.raises(ValueError, match="X1_b"):
+        registry.twin("X1", "b", experiment="z", workload="")
+
+
 def test_the_report_figures_come_from_the_claims():
     """What report/__init__.py's CLAIM_FIGURES held, now carried by each ``@claim(figures=...)``."""
     assert {cid: c.figures for cid, c in CLAIMS.items() if c.figures} == {
@@ -144,7 +171,8 @@ def test_the_report_figures_come_from_the_claims():
         "M7": ["update_histograms"], "M8": ["spike_rates"], "M9": ["spike_rates"],
         "M10": ["grad_rms", "spike_rates"], "B1": ["spike_rates"], "B2": ["curvature"],
         "W1": ["rms_lead"], "Q1": ["spike_rates"], "Q4": ["grad_rms"],
-        "T1": ["loss"], "T2": ["loss", "slingshot"], "H1": ["spike_rates", "halflife"]}
+        "T1": ["loss"], "T2": ["loss", "slingshot"], "H1": ["spike_rates", "halflife"],
+        "M7_slingshot": ["update_histograms"], "W1_slingshot": ["rms_lead"], "B2_slingshot": ["curvature"]}
 
 
 def test_ids_sort_by_family_in_the_order_of_claims_md():

@@ -300,14 +300,32 @@ def test_every_arm_is_in_the_sweep_and_says_what_it_is():
         assert yaml.safe_load((leaderboard.ARMS / f"{arm}.yaml").read_text())["label"] == name
 
 
-@pytest.mark.parametrize("arm", ["mlp/layer_lr", "gpt/qk_norm_z_loss", "mlp/sgd", "gpt/rollback"])
+@pytest.mark.parametrize("arm", ["mlp/layer_lr", "gpt/qk_norm_z_loss", "mlp/sgd", "gpt/rollback", "slingshot/sgd",
+                                 "slingshot/layer_lr", "slingshot/adam_fp64", "slingshot/stable_adamw"])
 def test_arms_compose_into_valid_runs(arm, cfg_factory):
     from replicate import train
 
     cfg = cfg_factory("experiment=mitigations", f"+arm/mitigations={arm}")
     model, _, opt, _ = train._build(cfg)
     assert cfg["name"] == "mitigations" and cfg["label"] == arm.split("/")[1]
-    assert type(model).__name__.lower() == arm.split("/")[0]
+    workload = arm.split("/")[0]
+    assert type(model).__name__.lower() == {"slingshot": "modularmlp"}.get(workload, workload)
+    if workload == "slingshot":  # the Slingshot's workload: T1's model and data, beta2 0.9 unless the arm says
+        assert (cfg["model"]["p"], cfg["data"]["p"], cfg["train"]["steps"], cfg["optimizer"]["lr"]) == (
+            23, 23, 3000, 0.02 if arm.endswith("sgd") else 2e-3)
+        assert cfg["optimizer"].get("b2", 0.9) == 0.9 and not any(leaderboard.describe("slingshot", a) == ""
+                                                                  for a in ("adam", "adam_fp64"))
+
+
+def test_the_slingshot_runs_are_the_third_workload(tmp_path):
+    seeds = {"m": 0, "g": 0, "s": 0}
+    runs = pd.DataFrame([{"run_id": rid, "seed": 0, "status": "done", "model.name": w, "label": "adam",
+                          "optimizer.lr": 3e-3} for rid, w in (("m", "mlp"), ("g", "gpt"), ("s", "modular_mlp"))])
+    per_run = leaderboard.run_table(tidy({k: planted() for k in seeds}, seeds), runs)
+    assert dict(zip(per_run["run_id"], per_run["workload"])) == {"m": "mlp", "g": "gpt", "s": "slingshot"}
+    board = leaderboard.summarize(per_run)
+    assert list(board["workload"]) == ["mlp", "gpt", "slingshot"]
+    assert board.set_index("workload").loc["slingshot", "description"].startswith("Adam, the baseline: beta2 0.9")
 
 
 def test_json_safe():  # the table feeds the report's figure: plain types, no objects

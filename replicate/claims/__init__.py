@@ -6,7 +6,8 @@ both judged on ``m9_batch_mlp``'s runs). A claim whose experiment is not written
 ``pending`` in the module named like the experiment it will get. Beside them:
 
 - ``registry.py``: ``Claim``, ``Judgement``, ``Verdict``, ``CLAIMS``, ``@claim`` (with the claim's
-  GPU twin, ``gpu=``, and the report figures it always shows, ``figures=``), ``pending``, ``evaluate``;
+  GPU twin, ``gpu=``, and the report figures it always shows, ``figures=``), ``twin`` (a claim's
+  judge again on a second workload: ``precursors_slingshot.py``), ``pending``, ``evaluate``;
 - ``verdicts.py``: ``MIN_SEEDS`` and the verdict helpers (``judged``, ``fraction_of_seeds``,
   ``answered``, ``side``, ``inside``, ``every_seed``, ``combine``, ``in_regime`` for premises,
   ``spike_premise``);
@@ -37,5 +38,5 @@ and a test file ``tests/test_claims_<experiment>.py``.
 from __future__ import annotations
 
 from .registry import (CLAIMS, GPU, VERDICTS, Claim, Judgement, Verdict, _load_modules, _order,  # noqa: F401
-                       claim, evaluate, pending)
+                       claim, evaluate, pending, twin)
 from .verdicts import MIN_SEEDS, fraction_of_seeds, in_regime  # noqa: F401

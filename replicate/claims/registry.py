@@ -4,7 +4,9 @@ A claim is registered with ``@claim(id, experiment=..., source=..., statement=..
 threshold=...)`` on a function ``judge(metrics, runs) -> Judgement`` that reads only
 ``results.load()`` (tidy metrics) and ``results.runs()`` (one row per run, flattened config) of its
 experiment. ``gpu="<experiment>"`` registers its GPU twin ``<id>_gpu`` too: the same judge on that
-experiment, tier gpu, the statement suffixed with ``GPU``. ``figures=[...]`` names the report's
+experiment, tier gpu, the statement suffixed with ``GPU``; ``twin(id, suffix, ...)`` registers any
+other twin ``<id>_<suffix>`` (the same judge, thresholds and premise on a second workload's experiment,
+e.g. ``W1_slingshot``). ``figures=[...]`` names the report's
 figure kinds its section always shows (a placeholder where the data is missing), beside those its
 experiment's data calls for. ``pending(id, ...)`` registers a claim of CLAIMS.md whose experiment
 does not exist yet: it shows as ``not run (no experiment yet)``.
@@ -71,6 +73,7 @@ class Claim:
     figures: list[str] = field(default_factory=list)
     spikes: bool = False  # judged under each of spikes.DEFINITIONS (judge(..., definition=name))
     primary: str = PRIMARY  # the definition whose verdict is the claim's (CLAIMS.md's row may name one)
+    twin_of: str | None = None  # a twin (``<id>_gpu``, ``<id>_slingshot``): the claim whose judge it reuses
 
 
 @dataclass
@@ -129,11 +132,24 @@ def claim(id: str, *, experiment: str | None, source: str, statement: str, metri
         CLAIMS[id] = Claim(id, experiment, source, statement, metric, threshold, tier, judge, list(figures), spikes,
                            primary_)
         if gpu is not None:
-            CLAIMS[f"{id}_gpu"] = Claim(f"{id}_gpu", gpu, source, statement + GPU, metric, threshold, "gpu", judge,
-                                        spikes=spikes, primary=primary_)
+            twin(id, "gpu", experiment=gpu, workload=GPU, tier="gpu", figures=())
         return judge
 
     return register
+
+
+def twin(of: str, suffix: str, *, experiment: str, workload: str, tier: str = "cpu",
+         figures: Sequence[str] | None = None) -> Claim:
+    """Register ``<of>_<suffix>``: claim ``of``'s judge, metric, threshold, premise and primary
+    definition on ``experiment`` (a second workload), its statement suffixed with ``workload``;
+    ``figures`` defaults to ``of``'s."""
+    c = CLAIMS[of]
+    cid = f"{of}_{suffix}"
+    if cid in CLAIMS and CLAIMS[cid].twin_of != of:
+        raise ValueError(f"claim {cid} is registered already, not as a twin of {of}")
+    CLAIMS[cid] = Claim(cid, experiment, c.source, c.statement + workload, c.metric, c.threshold, tier, c.judge,
+                        list(c.figures if figures is None else figures), c.spikes, c.primary, twin_of=of)
+    return CLAIMS[cid]
 
 
 def _definition(name: str) -> str:

@@ -1,7 +1,9 @@
 """Hydra entry point: ``python -m replicate [overrides]`` runs one run, ``-m`` a sweep.
 
-A bad config value, an unknown config-group option or an unwritable ``results_dir`` ends with one
-line on stderr naming the key and what is allowed, and exit code 2. In a sweep (``-m``) a run that
+A bad config value, an unknown key (on the command line or in an experiment's files), an unknown
+config-group option, an override Hydra cannot read, an unwritable ``results_dir`` or a builder's
+refusal ends with one line on stderr, ``error: <key>: ...``, naming the key and what is allowed, and
+exit code 2, before anything is written (replicate/frontdoor.py). In a sweep (``-m``) a run that
 diverges is recorded as ``diverged`` and the sweep goes on; a run that fails is recorded as
 ``failed`` with its traceback in its manifest, and the sweep goes on too.
 """
@@ -93,8 +95,15 @@ def _app(cfg: DictConfig) -> dict:
 
 
 def main() -> None:
+    from .config import ConfigError
+    from .frontdoor import check
+
     argv = sys.argv[1:]
     precheck(argv)
+    try:
+        check(argv)
+    except ConfigError as e:
+        _fail(str(e))
     # Hydra's argparse cannot take overrides on both sides of -m: put the flag first.
     flags = [a for a in argv if a in ("-m", "--multirun")]
     sys.argv[1:] = flags + [a for a in argv if a not in flags]

@@ -33,7 +33,7 @@ COUNT0: Rule = (lambda v: _int(v) and v >= 0, "an integer >= 0")
 BATCH: Rule = (lambda v: v is None or (_int(v) and v >= 1), "an integer >= 1, or null for the full batch")
 
 RULES: dict[str, Rule] = {
-    "seed": COUNT0,
+    "seed": (lambda v: _int(v) and 0 <= v < 2 ** 32, "an integer in [0, 2**32 - 1] (numpy's seed range)"),
     "optimizer.lr": POSITIVE,
     "optimizer.b1": UNIT,
     "optimizer.b2": UNIT,
@@ -42,10 +42,14 @@ RULES: dict[str, Rule] = {
     "optimizer.momentum": UNIT,
     "data.batch_size": BATCH,
     "data.context": COUNT,
+    "data.vocab_size": COUNT,  # before model.vocab_size, which the GPT YAMLs interpolate from it
     "model.context": COUNT,
     "model.depth": COUNT,
     "model.width": COUNT,
     "model.heads": COUNT,
+    "model.vocab_size": COUNT,
+    "model.mlp_ratio": POSITIVE,
+    "train.val_batches": COUNT,
     "schedule.warmup_steps": COUNT0,
     "train.steps": COUNT,
     "probe.every": COUNT0,

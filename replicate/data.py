@@ -255,13 +255,24 @@ class Shakespeare(Stream):
             raise ValueError(f"shakespeare is byte-level: vocab_size must be 256, got {vocab_size}")
         self.vocab_size = 256
         self.context, self.batch_size = int(context), int(batch_size)
-        data = load_shakespeare_bytes(path)
+        if not 0 <= float(val_frac) < 1:
+            raise ValueError(f"data.val_frac={val_frac!r}: must be a number in [0, 1)")
+        if path is not None and not isinstance(path, str):
+            raise ValueError(f"data.path={path!r}: must be the path of a text file, or null for the shakespeare package")
+        try:
+            data = load_shakespeare_bytes(path)
+        except OSError as e:  # missing, a folder, unreadable: one line naming the key
+            what = f"data.path={path!r}" if path is not None else "data=shakespeare"
+            raise ValueError(f"{what}: cannot read {e.filename or path!r}: {e.strerror or e}") from None
         n_val = int(math.floor(len(data) * float(val_frac)))
         self.split = len(data) - n_val
         self.train_data, self.val_data = data[: self.split], data[self.split:]
+        source = f"data.path={path!r}" if path is not None else "the shakespeare package"
         for part, nm in ((self.train_data, "training"), (self.val_data, "held-out")):
             if (nm == "training" or val_frac > 0) and len(part) < self.context + 1:
-                raise ValueError(f"the {nm} text ({len(part)} bytes) is shorter than context+1")
+                raise ValueError(f"data.context={self.context}: the {nm} text of {source} ({len(part)} bytes, "
+                                 f"data.val_frac={val_frac}) is shorter than context+1; use a longer text or a "
+                                 "smaller data.context")
         self._offsets = np.arange(self.context + 1)
 
     def _windows(self, data: np.ndarray, rng: np.random.Generator) -> torch.Tensor:

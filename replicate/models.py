@@ -165,6 +165,11 @@ class MLP(nn.Module):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; allowed: {sorted(ACTIVATIONS)}")
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
+            raise ValueError(f"model.hidden={hidden!r}: must be a list of layer widths, e.g. [64, 64]")
+        for key, v in (("in_dim", in_dim), *((f"hidden[{i}]", h) for i, h in enumerate(hidden)), ("out_dim", out_dim)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"model.{key}={v!r}: must be an integer >= 1")
         dims = [int(in_dim), *[int(h) for h in hidden], int(out_dim)]
         self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.activation = activation
@@ -412,7 +417,18 @@ MODELS: dict[str, type[nn.Module]] = {
     "linear": Linear,
 }
 
+# The data streams (replicate/data.py) whose batches each model's loss takes; the quadratics, which do
+# not read the batch (or take none), are not listed: any stream. Checked before a run is built.
+TAKES: dict[str, tuple[str, ...]] = {
+    "noisy_quadratic": ("gradient_noise", "none"),
+    "mlp": ("regression",),
+    "modular_mlp": ("modular",),
+    "gpt": ("markov", "shakespeare"),
+    "linear": ("gradients",),
+}
+
 
 def build_model(cfg: Mapping) -> nn.Module:
-    """Build ``MODELS[cfg['name']](**other keys)``; ValueError on an unknown name or option."""
-    return build_from_registry(cfg, MODELS, "model")
+    """Build ``MODELS[cfg['name']](**other keys)``; ValueError on an unknown name or option.
+    ``compile`` (every model YAML has it) is the training loop's, not the model's: left out."""
+    return build_from_registry(cfg, MODELS, "model", drop=("compile",))

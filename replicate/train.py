@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from . import distributed, mitigations, results, runlock
 from .config import ConfigError, check_writable, validate
 from .data import build_data
-from .models import build_model
+from .models import TAKES, build_model
 from .optim import HyperparameterError, TransformOptimizer, make_schedule, param_groups
 from .precision import Precision
 from .probes import Probes, histogram_frame
@@ -145,9 +145,20 @@ def _build(cfg: dict):
         if parts > 1 and isinstance(rows, int) and rows % parts:
             raise ConfigError(f"data.batch_size={rows} does not split into world size {d.world} x "
                               f"train.grad_accum={cfg['train'].get('grad_accum', 1)} equal parts")
-        model = _checked("model", build_model, {k: v for k, v in cfg["model"].items() if k != "compile"}).to(device)
+        mname, dname = cfg["model"].get("name"), (cfg.get("data") or {}).get("name")
+        if mname in TAKES and dname not in TAKES[mname]:  # its loss would fail on the first batch
+            raise ConfigError(f"data={dname}: model={mname} does not take its batches; use "
+                              + " or ".join(f"data={d}" for d in TAKES[mname]))
+        model = _checked("model", lambda m: build_model(m).to(device), {k: v for k, v in cfg["model"].items()
+                                                                        if k != "compile"})
         mit.model(model)
         data = _checked("data", build_data, cfg["data"])
+        if cfg["train"].get("val_every"):
+            try:
+                data.val_batch(0)
+            except NotImplementedError:
+                raise ConfigError(f"train.val_every={cfg['train']['val_every']}: data={cfg['data'].get('name')} has no "
+                                  "held-out batches; use train.val_every=0") from None
         sched = dict(cfg.get("schedule") or {"name": "constant"})
         schedule = _checked("schedule", lambda s: make_schedule(s.pop("name"), **s), sched)
         ocfg = cfg["optimizer"]
@@ -162,6 +173,11 @@ def _build(cfg: dict):
             opt = distributed.ShardedOptimizer(params, make, d) if _zero(cfg) else make(params)  # dist.zero: ZeRO-1
         except HyperparameterError as e:
             raise ConfigError(f"optimizer.{e.key}: {e}") from None
+        except (MemoryError, RuntimeError) as e:  # its state (m, v) does not fit
+            if not _out_of_memory(e):
+                raise
+            raise ConfigError(f"optimizer: its state does not fit in memory ({_memory_line(e)}); "
+                              "make the model smaller") from None
         mit.optimizer(model, data, opt)
     except mitigations.MitigationError as e:
         raise ConfigError(str(e)) from None
@@ -169,11 +185,40 @@ def _build(cfg: dict):
 
 
 def _checked(group: str, build, cfg):
-    """``build(cfg)``, with a builder's TypeError/ValueError turned into a one-line ConfigError."""
+    """``build(cfg)``, with what a builder raises at startup turned into a one-line ConfigError: a bad
+    value (TypeError, ValueError), a file it cannot read (OSError), or what does not fit in memory
+    (MemoryError, an allocator's RuntimeError, CUDA out of memory)."""
     try:
         return build(cfg)
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"{group}: {str(e).splitlines()[0]}") from None
+        msg = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(msg if msg.startswith(f"{group}.") else f"{group}: {msg}") from None
+    except OSError as e:
+        where = f" {e.filename!r}" if getattr(e, "filename", None) else ""
+        raise ConfigError(f"{group}: cannot read{where}: {e.strerror or e}") from None
+    except (MemoryError, RuntimeError) as e:
+        if "negative dimension" in str(e):  # a size the rules do not know went below 0
+            raise ConfigError(f"{group}: a size is negative ({str(e).splitlines()[0]})") from None
+        if not _out_of_memory(e):
+            raise
+        raise ConfigError(f"{group}: does not fit in memory ({_memory_line(e)}); make it smaller") from None
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    text = str(e).lower()
+    return isinstance(e, MemoryError) or "out of memory" in text or "can't allocate memory" in text \
+        or "cannot allocate memory" in text or "failed to allocate" in text
+
+
+def _memory_line(e: BaseException) -> str:
+    """``you tried to allocate 120000000000 bytes`` -> ``an allocation of 120.0 GB failed``."""
+    import re
+
+    m = re.search(r"allocate (\d+) bytes", str(e)) or re.search(r"allocate ([\d.]+ [KMGT]i?B)", str(e))
+    if m:
+        size = m.group(1)
+        return f"an allocation of {int(size) / 1e9:.1f} GB failed" if size.isdigit() else f"an allocation of {size} failed"
+    return type(e).__name__ + (f": {str(e).splitlines()[0][:120]}" if str(e).strip() else "")
 
 
 def _loop(cfg: dict, rdir: Path, model, data, opt, mit: mitigations.Mitigations, manifest: dict) -> tuple[str, int]:
@@ -183,6 +228,7 @@ def _loop(cfg: dict, rdir: Path, model, data, opt, mit: mitigations.Mitigations,
     ckpt_path = rdir / "checkpoint.pt"
     d = distributed.info()
     accum, val_every = tcfg.get("grad_accum", 1), tcfg.get("val_every", 0)
+    val_batches = tcfg.get("val_batches", 1)  # held-out batches val_loss averages over (absent: the one batch of old)
     probes = _probes(cfg, model, opt, data, device) if d.main else None  # rank 0 sees the full view
     if probes is not None and probes.notes:  # e.g. SGD has no v: say which probes do not apply
         print(f"probes: {probes.notes}", file=sys.stderr)
@@ -233,7 +279,7 @@ def _loop(cfg: dict, rdir: Path, model, data, opt, mit: mitigations.Mitigations,
         if back is not None:  # e.g. rollback: the state ~N steps back restored, M batches skipped
             step = bar.n = back
             continue
-        val = _val_loss(model, data, prec, device) if d.main and val_every and (
+        val = _val_loss(model, data, prec, device, val_batches) if d.main and val_every and (
             step % val_every == 0 or step == steps - 1) else None  # same parameters as this step's loss
         prec.unscale(opt)  # fp16: each gradient rounded to fp16, then / s; fp32, bf16: nothing
         grads = [p.grad for p in model.parameters() if p.grad is not None]
@@ -302,7 +348,8 @@ def _forward_backward(step_model, micro: list, prec) -> torch.Tensor:
 
 @torch.no_grad()
 def _val_loss(model, data, prec, device, batches: int = 1) -> float:
-    """The loss on ``batches`` held-out batches (``data.val_batch``), for ``train.val_every``."""
+    """The mean loss on the held-out batches ``data.val_batch(0..batches-1)`` (``train.val_batches``, the
+    same batches at every evaluation), for ``train.val_every``."""
     with prec.autocast():
         return float(sum(model.loss(_to(data.val_batch(i), device)).item() for i in range(batches)) / batches)
 

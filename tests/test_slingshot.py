@@ -116,7 +116,7 @@ def _metrics(root, name):
 
 
 def test_the_loop_logs_the_models_probe_every_model_every_steps_without_changing_training(cfg_factory, tmp_path):
-    on = cfg_factory(*TINY, "probe=layers", "probe.every=25", "+probe.model_every=5", results_dir=tmp_path / "on")
+    on = cfg_factory(*TINY, "probe=layers", "probe.every=25", "probe.model_every=5", results_dir=tmp_path / "on")
     train.run(on)
     train.run(cfg_factory(*TINY, results_dir=tmp_path / "off"))
     for name in ("zero_grad_frac", "margin", "margin_min", "mean_row_norm", "head_norm"):
@@ -134,7 +134,7 @@ def test_the_loop_logs_the_models_probe_every_model_every_steps_without_changing
 def test_model_every_defaults_to_every_and_runs_alone(cfg_factory, tmp_path):
     train.run(cfg_factory(*TINY, "probe=layers", "probe.every=20", results_dir=tmp_path / "a"))
     assert _metrics(tmp_path / "a", "zero_grad_frac").step.tolist() == [0, 20, 40]
-    train.run(cfg_factory(*TINY, "+probe.model_every=10", results_dir=tmp_path / "b"))  # probe=none: every 0
+    train.run(cfg_factory(*TINY, "probe.model_every=10", results_dir=tmp_path / "b"))  # probe=none: every 0
     df = results.load(tmp_path / "b")
     assert _metrics(tmp_path / "b", "margin").step.tolist() == [0, 10, 20, 30, 40]
     assert not any("/" in m for m in df.metric.unique())  # no per-layer probes
@@ -159,5 +159,5 @@ def test_a_bad_option_is_one_line(over, match, cfg_factory):
 
 def test_a_bad_model_every_is_one_line(cfg_factory):
     with pytest.raises(ConfigError, match="probe.model_every=-1 is not allowed") as e:
-        validate(cfg_factory(*TINY, "+probe.model_every=-1"))
+        validate(cfg_factory(*TINY, "probe.model_every=-1"))
     assert "\n" not in str(e.value)

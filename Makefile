@@ -23,7 +23,7 @@ REPLICATE_LAUNCHER ?= basic
 EXP ?=
 ARGS ?=
 
-.PHONY: help replicate test report sweep bench gpu-kit clean distclean venv
+.PHONY: help replicate test fuzz report sweep bench gpu-kit clean distclean venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -46,6 +46,11 @@ replicate: $(VENV)/.installed  ## every claim of TIER (cpu) or CLAIMS=m8,b1, JOB
 
 test: $(VENV)/.installed  ## the test suite
 	$(PY) -m pytest -q tests
+
+FUZZ_EXAMPLES ?= 2000
+FUZZ_RUN_EXAMPLES ?= 200
+fuzz: $(VENV)/.installed  ## random command lines at the front door (FUZZ_EXAMPLES=2000, FUZZ_RUN_EXAMPLES=200 that train 2 steps; FUZZ_RANDOM=1: new ones each time)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_RUN_EXAMPLES=$(FUZZ_RUN_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz_config.py
 
 report: $(VENV)/.installed  ## scorecard (seeds 0,1,2; held-out column from results/heldout/), leaderboard, figures and results/report/index.html from the raw runs in results/runs, no training
 	$(PY) -m replicate.report --tables $(RESULTS)

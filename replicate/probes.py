@@ -252,8 +252,8 @@ class Probes:
         """λ_max(H), λ_max(Ĥ), λ_grad(Ĥ) on the fixed probe batch, beside 2/η and Adam's limit."""
         params = [p for ps in self.layers.values() for p in ps]
         precond = None
-        if self.has_v:
-            moments = [self._moments(p) for p in params]
+        moments = [self._moments(p) for p in params] if self.has_v else []
+        if moments and all(m is not None for m in moments):  # Adafactor without b1 has v but no m
             precond = [1 / (vh.sqrt() + eps) for _, vh, eps in moments]
         with torch.enable_grad():
             out = curvature(lambda: self.model.loss(self.probe_batch), params, precond,

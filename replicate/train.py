@@ -146,7 +146,7 @@ def _build(cfg: dict):
             raise ConfigError(f"data.batch_size={rows} does not split into world size {d.world} x "
                               f"train.grad_accum={cfg['train'].get('grad_accum', 1)} equal parts")
         mname, dname = cfg["model"].get("name"), (cfg.get("data") or {}).get("name")
-        if mname in TAKES and dname not in TAKES[mname]:  # its loss would fail on the first batch
+        if isinstance(mname, str) and dname not in TAKES.get(mname, (dname,)):  # the loss fails on the first batch
             raise ConfigError(f"data={dname}: model={mname} does not take its batches; use "
                               + " or ".join(f"data={d}" for d in TAKES[mname]))
         model = _checked("model", lambda m: build_model(m).to(device), {k: v for k, v in cfg["model"].items()
@@ -217,7 +217,8 @@ def _memory_line(e: BaseException) -> str:
     m = re.search(r"allocate (\d+) bytes", str(e)) or re.search(r"allocate ([\d.]+ [KMGT]i?B)", str(e))
     if m:
         size = m.group(1)
-        return f"an allocation of {int(size) / 1e9:.1f} GB failed" if size.isdigit() else f"an allocation of {size} failed"
+        return f"an allocation of {int(size) / 1e9:.1f} GB failed" if size.isdigit() else \
+            f"an allocation of {size} failed"
     return type(e).__name__ + (f": {str(e).splitlines()[0][:120]}" if str(e).strip() else "")
 
 

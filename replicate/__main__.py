@@ -88,10 +88,16 @@ def _app(cfg: DictConfig) -> dict:
         print(f"run failed ({type(e).__name__}: {e}); recorded as failed, the sweep goes on", file=sys.stderr)
         return {"status": "failed"}
     status = manifest["status"]
-    how = "already finished, skipped" if manifest.get("skipped") else \
-        f"{manifest.get('steps_done')} steps, {manifest.get('wall_time_s', 0):.1f}s"
-    print(f"{manifest['experiment']} seed={manifest['seed']} {manifest['run_id']}: {status} ({how})")
-    return {"status": status, "skipped": bool(manifest.get("skipped")), "run_id": manifest["run_id"]}
+    held = manifest.get("held_by")
+    how = (f"being trained by pid {held.get('pid')} on {held.get('host')}, skipped" if held else
+           "already finished, skipped" if manifest.get("skipped") else
+           f"{manifest.get('steps_done')} steps, {manifest.get('wall_time_s', 0):.1f}s")
+    # a run held by another process may have no manifest of its own yet: name it from the config
+    print(f"{manifest.get('experiment', cfg.name)} seed={manifest.get('seed', cfg.seed)} {manifest['run_id']}: "
+          f"{status} ({how})")
+    if held:  # trained by another process right now: the sweep's summary says so, not "running"
+        status = "held by another process"
+    return {"status": status, "skipped": bool(manifest.get("skipped")) and not held, "run_id": manifest["run_id"]}
 
 
 def main() -> None:

@@ -66,6 +66,7 @@ RULES: dict[str, Rule] = {
     "train.precision": (lambda v: v in ("fp32", "bf16", "fp16"), "fp32, bf16 or fp16"),
     "train.loss_scale": (lambda v: v == "dynamic" or (_num(v) and v > 0), "dynamic or a number > 0"),
     "threads": (lambda v: v is None or (_int(v) and v >= 1), "an integer >= 1, or null for torch's default"),
+    "if_locked": (lambda v: v in ("wait", "skip"), "wait or skip"),
     "device": (lambda v: isinstance(v, str) and v.split(":")[0] in ("auto", "cpu", "cuda", "mps"),
                "auto, cpu, cuda, cuda:N or mps"),
 }

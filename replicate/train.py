@@ -63,9 +63,7 @@ def run(cfg: Any) -> dict:
     """
     cfg = _plain(cfg)
     validate(cfg)
-    if_locked = cfg.get("if_locked", "wait")
-    if if_locked not in ("wait", "skip"):
-        raise ConfigError(f"if_locked={if_locked!r} is not allowed: choose wait or skip")
+    if_locked = cfg.get("if_locked", "wait")  # checked by validate (config.RULES)
     root = check_writable(cfg.get("results_dir", "results"))
     rdir = results.run_dir(root, cfg)
     manifest = results.read_manifest(rdir) if (rdir / "manifest.json").exists() else None

@@ -168,7 +168,7 @@ def test_a_folder_claimed_before_its_manifest_is_skipped_without_a_warning(tmp_p
 
 
 def test_if_locked_skip_skips_a_run_held_elsewhere_in_one_line(cfg_factory, capsys):
-    cfg = cfg_factory("model=mlp", "data=regression", "train.steps=20", "++if_locked=skip")
+    cfg = cfg_factory("model=mlp", "data=regression", "train.steps=20", "if_locked=skip")
     rdir = results.run_dir(cfg["results_dir"], cfg)
     fake_lock(rdir, host="node7", pid=4242)
     m = train.run(cfg)
@@ -178,6 +178,18 @@ def test_if_locked_skip_skips_a_run_held_elsewhere_in_one_line(cfg_factory, caps
     assert sorted(p.name for p in rdir.iterdir()) == ["lock"]  # nothing of ours written
     cfg.pop("if_locked")
     assert results.run_dir(cfg["results_dir"], cfg) == rdir  # not hashed
+
+
+def test_the_command_line_says_where_a_held_run_trains_and_refuses_a_bad_if_locked(cfg_factory, tmp_path):
+    from conftest import cli
+
+    args = ("model=mlp", "data=regression", "train.steps=20", f"results_dir={tmp_path / 'r'}")
+    cfg = cfg_factory(*args[:3], results_dir=tmp_path / "r")
+    fake_lock(results.run_dir(tmp_path / "r", cfg), host="node7", pid=4242)
+    out = cli(*args, "if_locked=skip")
+    assert out.returncode == 0 and "being trained by pid 4242 on node7, skipped" in out.stdout, out.stdout + out.stderr
+    bad = cli(*args, "if_locked=maybe")
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: if_locked='maybe' is not allowed: must be wait or skip"
 
 
 def test_a_bad_if_locked_is_one_line_before_anything_is_written(cfg_factory):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -33,11 +34,58 @@ HYDRA_FLAGS = ("--config-name", "-cn", "--config-path", "-cp", "--config-dir", "
 SWEEP_GROUPS = ("experiment", "arm")  # files that set keys of the tree, not define them
 
 
+def _fail(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def precheck(argv: list[str], conf: Path = CONF) -> None:
+    """Catch, before Hydra starts, the mistakes Hydra would answer with a page of text: an unknown
+    option of a config group (``optimizer=adma``) and a ``results_dir`` that cannot be written."""
+    from .config import ConfigError, check_writable
+
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, value = arg.split("=", 1)
+        key = key.lstrip("+~")
+        if key == "results_dir":
+            try:
+                check_writable(value)
+            except ConfigError as e:
+                _fail(str(e))
+            continue
+        group = key.split("@")[0]
+        if not (conf / group).is_dir() or value in ("", "null"):
+            continue
+        if "(" in value:  # a sweep function (choice(...), range(...)): Hydra checks it
+            continue
+        options = _options(group, conf)
+        # a choice, a sweep a,b, a multi-select list [a,b] or a sweep of lists [a],[a,b]
+        for choice in (c for c in re.split(r"[\[\],\s]+", value) if c):
+            if choice not in options:
+                _fail(f"{key}={choice!r} is not an option: choose one of {', '.join(options)}")
+
+
+def _options(group: str, conf: Path) -> list[str]:
+    """The choices of a config group: our YAML files, plus what Hydra and its plugins register."""
+    options = {p.relative_to(conf / group).with_suffix("").as_posix()  # preset/gpt3 as well
+               for p in (conf / group).rglob("*.yaml")}
+    if group.startswith("hydra/"):
+        from hydra.core.config_store import ConfigStore
+        from hydra.core.plugins import Plugins
+
+        Plugins.instance()  # registers the launchers' and sweepers' configs
+        try:
+            options |= {name.removesuffix(".yaml") for name in ConfigStore.instance().list(group)}
+        except OSError:
+            pass
+    return sorted(options)
+
+
 def status(argv: list[str], conf: Path = CONF, build: bool = False) -> int:
     """The exit code ``python -m replicate argv`` would have before training: 0, or 2 after printing
     the one-line error; with ``build``, the model, data and optimizer are built too (no training)."""
-    from .__main__ import precheck
-
     try:
         precheck(argv, conf)
         cfg = check(argv, conf)

@@ -248,9 +248,9 @@ def test_a_holder_killed_with_sigkill_is_taken_over_by_the_waiting_process(tmp_p
     (rdir,) = root.glob("runs/*/*")
     time.sleep(3)  # b is up and waiting (or still importing)
     assert a.poll() is None, "a finished before it could be killed"
+    assert json.loads((rdir / "lock").read_text())["pid"] == a.pid  # a holds it; b waits
     a.send_signal(signal.SIGKILL)
-    a.wait()
-    assert json.loads((rdir / "lock").read_text())["pid"] == a.pid  # left behind by the kill
+    a.wait()  # its lock is left behind: b, polling, may take it over at once (so not read here)
     out, err = b.communicate(timeout=300)
     assert b.returncode == 0 and ": done (4000 steps" in out, out + err
     m = results.read_manifest(rdir)

@@ -53,6 +53,7 @@ RULES: dict[str, Rule] = {
     "schedule.warmup_steps": COUNT0,
     "train.steps": COUNT,
     "probe.every": COUNT0,
+    "probe.start": COUNT0,
     "probe.model_every": (lambda v: v is None or (_int(v) and v >= 0), "an integer >= 0, or null for probe.every"),
     "probe.hessian_every": COUNT0,
     "probe.hessian_iters": COUNT,

@@ -35,7 +35,8 @@ full-batch stream), under ``no_grad`` after ``backward()`` and before the optimi
 metrics describe the same parameters as the step's logged loss; they are logged under the names it
 returns (whole-model, plain). The loop names no model: ``ModularMLP`` (the Slingshot) gives
 ``zero_grad_frac``, ``margin``, ``margin_min``, ``mean_row_norm``, ``head_norm``. With
-``probe.every`` = 0 and ``probe.model_every`` > 0 only the model's probe runs.
+``probe.every`` = 0 and ``probe.model_every`` > 0 only the model's probe runs. ``probe.start`` (default
+0): no probe of any kind before that step (a workload whose events all come late pays only for them).
 
 Metric names are ``<metric>/<layer>``, whole-model ones plain. An optimizer without a per-coordinate
 second moment (SGD, Lion, Adafactor) gets only the metrics that apply; ``notes`` says which not.
@@ -95,6 +96,7 @@ class Probes:
                  seed: int, probe_batch: Any = None, train_batch: Any = None):
         self.model, self.opt, self.seed = model, opt, seed
         self.every = int(cfg.get("every", 0))
+        self.start = int(cfg.get("start") or 0)  # no probe (of any kind) before this step
         me = cfg.get("model_every")
         self.model_every = self.every if me is None else int(me)
         self._model_probe = getattr(model, "probe", None) if self.model_every > 0 else None
@@ -124,10 +126,10 @@ class Probes:
 
     # ------------------------------------------------------------------------------ schedule
     def due(self, step: int) -> bool:
-        return self.every > 0 and step % self.every == 0
+        return self.every > 0 and step >= self.start and step % self.every == 0
 
     def model_due(self, step: int) -> bool:
-        return self._model_probe is not None and step % self.model_every == 0
+        return self._model_probe is not None and step >= self.start and step % self.model_every == 0
 
     def _state(self, p: torch.Tensor) -> dict:
         get = getattr(self.opt, "param_state", None)

@@ -52,7 +52,7 @@ NOT_HASHED = ("results_dir", "progress", "threads", "if_locked", "train.checkpoi
 # what those runs computed: at that value a key is left out of the hash, so adding it (issue 17: every
 # documented key in the tree with its default) starts no new run and loses no result; at any other
 # value it is hashed. (train.val_batches: one held-out batch was all there was before the key.)
-HASHED_UNLESS = {"train.val_every": 0, "train.val_batches": 1, "probe.model_every": None}
+HASHED_UNLESS = {"train.val_every": 0, "train.val_batches": 1, "probe.model_every": None, "probe.start": 0}
 # Keys that do nothing while another key has a value (key -> (other key, value)): not hashed then.
 IDLE_WHEN = {"train.val_batches": ("train.val_every", 0)}
 

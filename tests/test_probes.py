@@ -148,6 +148,25 @@ def test_a_run_with_every_probe_writes_every_metric_and_histograms(cfg_factory):
     assert all(c.sum() == n for c, n in zip(h["counts"], h["layer"].map(_layer_size(cfg))))
 
 
+def test_probe_start_holds_every_probe_back_until_its_step_and_leaves_training_alone(cfg_factory, tmp_path):
+    """probe.start: no per-layer, curvature or model probe before that step; the loss is unchanged,
+    and at its default 0 the run's id is the one it had before the key existed."""
+    cfg = cfg_factory(*GPT, "probe=full", "probe.every=5", "probe.hessian_every=10", "probe.hessian_iters=5",
+                      "probe.start=12", results_dir=tmp_path / "late")
+    train.run(cfg)
+    df = results.load(tmp_path / "late")
+    assert sorted(df[df["metric"] == "r_bc/embedding"]["step"]) == [15, 20, 25]
+    assert sorted(df[df["metric"] == "lambda_max_H"]["step"]) == [20]
+    plain = cfg_factory(*GPT, results_dir=tmp_path / "plain")
+    train.run(plain)
+    a = results.load(tmp_path / "plain", metrics=["loss"]).sort_values("step")["value"].to_numpy()
+    b = df[df["metric"] == "loss"].sort_values("step")["value"].to_numpy()
+    assert np.array_equal(a, b)
+    at0 = cfg_factory(*GPT, "probe=full", "probe.start=0")
+    assert results.run_id(at0) == results.run_id({k: v for k, v in at0.items() if k != "probe"} | {
+        "probe": {k: v for k, v in at0["probe"].items() if k != "start"}})
+
+
 def _layer_size(cfg):
     from replicate.models import build_model
 

@@ -54,9 +54,10 @@ def experiments(claims: str | None = None, tier: str = "cpu") -> list[str]:
     """The experiments behind the claims given (comma-separated ids, any case) or of a tier."""
     _load_modules()
     if claims:
-        wanted = [c.strip().upper() for c in claims.split(",") if c.strip()]
+        ids = {c.upper(): c for c in CLAIMS}  # any case: m8, M7_slingshot, m7_SLINGSHOT
+        wanted = [c.strip() for c in claims.split(",") if c.strip()]
         extra = {e for c in wanted if c.lower() in EXTRA_EXPERIMENTS for e in EXTRA_EXPERIMENTS[c.lower()]}
-        wanted = [c for c in wanted if c.lower() not in EXTRA_EXPERIMENTS]
+        wanted = [ids.get(c.upper(), c.upper()) for c in wanted if c.lower() not in EXTRA_EXPERIMENTS]
         unknown = [c for c in wanted if c not in CLAIMS]
         if unknown:
             raise SystemExit(f"error: CLAIMS={','.join(unknown)} not a claim id: choose from "

@@ -202,8 +202,8 @@ def test_a_bad_if_locked_is_one_line_before_anything_is_written(cfg_factory):
 
 
 # ------------------------------------------------------------------------------ real processes
-def popen(*args):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+def popen(*args, **extra_env):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **extra_env}
     return subprocess.Popen([sys.executable, "-m", "replicate", *args], cwd=ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -240,17 +240,17 @@ def test_two_processes_start_the_same_run_one_trains_the_other_waits_and_skips(t
 
 def test_a_holder_killed_with_sigkill_is_taken_over_by_the_waiting_process(tmp_path):
     """A SLURM requeue while the old job still runs: the new one waits; the old one is killed -9; its
-    stale lock is taken over and the run resumes to the numbers of an uninterrupted run."""
+    stale lock is taken over and the run resumes to the numbers of an uninterrupted run. The holder
+    kills itself (REPLICATE_FAULT) just after its 15th checkpoint (step 3000 of 4000), so the kill
+    always lands while it holds the lock (a timer could land after a fast run had finished)."""
     root = tmp_path / "results"
-    a = popen(*ARGS, f"results_dir={root}")
+    a = popen(*ARGS, f"results_dir={root}", REPLICATE_FAULT="checkpoint.pt:15:renamed")
     wait_for(lambda: list(root.glob("runs/*/*/checkpoint.pt")))
-    b = popen(*ARGS, f"results_dir={root}")
     (rdir,) = root.glob("runs/*/*")
-    time.sleep(3)  # b is up and waiting (or still importing)
-    assert a.poll() is None, "a finished before it could be killed"
-    assert json.loads((rdir / "lock").read_text())["pid"] == a.pid  # a holds it; b waits
-    a.send_signal(signal.SIGKILL)
-    a.wait()  # its lock is left behind: b, polling, may take it over at once (so not read here)
+    assert json.loads((rdir / "lock").read_text())["pid"] == a.pid  # a holds it
+    b = popen(*ARGS, f"results_dir={root}")
+    a.wait(timeout=300)
+    assert a.returncode == -signal.SIGKILL  # killed -9 while holding the lock; b waits or comes after
     out, err = b.communicate(timeout=300)
     assert b.returncode == 0 and ": done (4000 steps" in out, out + err
     m = results.read_manifest(rdir)

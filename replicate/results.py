@@ -293,7 +293,7 @@ def require_runs(root: Path | str, seeds: Iterable[int] | None = PRIMARY_SEEDS) 
     root = Path(root)
     wanted = _wanted(seeds)
     dirs = list(_run_dirs(root))
-    if any(_has_seed(m, wanted) for m in map(_manifest_or_none, dirs) if m is not None):
+    if any(_has_seed(m, wanted) for m in map(manifest_or_none, dirs) if m is not None):
         return
     kept = (f"nothing to build from, so nothing was written (the scorecard, leaderboard and report already in "
             f"{root} are kept). `make replicate` runs the experiments (deterministic: the committed numbers come "
@@ -304,7 +304,8 @@ def require_runs(root: Path | str, seeds: Iterable[int] | None = PRIMARY_SEEDS) 
                      f"committed scorecard's; the runs there are of other seeds): {kept}")
 
 
-def _manifest_or_none(path: Path) -> dict | None:
+def manifest_or_none(path: Path) -> dict | None:
+    """The run's manifest, or None when it is missing or unreadable."""
     try:
         return read_manifest(path)
     except Exception:

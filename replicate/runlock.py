@@ -299,7 +299,7 @@ def claim(folder: Path | str, label: str, wait: bool = True, main: bool = True) 
                 if not wait:
                     print(f"{label}: is being trained by {where(busy.holder)}: skipped (if_locked=skip)",
                           file=sys.stderr)
-                    manifest = _manifest_or_none(folder) or {}
+                    manifest = results.manifest_or_none(folder) or {}
                     lock.skipped = {"run_id": folder.name, "experiment": folder.parent.name, **manifest,
                                     "status": "running", "skipped": True, "held_by": busy.holder}
                     break
@@ -309,7 +309,7 @@ def claim(folder: Path | str, label: str, wait: bool = True, main: bool = True) 
                     said = True
                 time.sleep(POLL_S)
         if lock.held:
-            manifest = _manifest_or_none(folder)
+            manifest = results.manifest_or_none(folder)
             if manifest and manifest.get("status") in results.FINISHED:  # finished while we waited
                 lock.release()
                 lock.skipped = {**manifest, "skipped": True}
@@ -329,13 +329,6 @@ def tidy(folder: Path | str) -> None:
     except Busy:
         return
     lock.release()
-
-
-def _manifest_or_none(folder: Path) -> dict | None:
-    try:
-        return results.read_manifest(folder)
-    except (OSError, ValueError):
-        return None
 
 
 def _agree(obj: Any) -> Any:

@@ -71,8 +71,7 @@ def run(cfg: Any) -> dict:
         # a rerun of a finished sweep trains nothing; it removes what a kill just after the run's
         # last manifest left: the lock and the checkpoint
         runlock.tidy(rdir)
-        if not cfg["train"].get("keep_checkpoint", False):
-            (rdir / "checkpoint.pt").unlink(missing_ok=True)
+        _drop_checkpoint(cfg, rdir)
         return {**manifest, "skipped": True}
     model, data, opt, mit = _build(cfg)  # before writing anything, so bad values leave no folder
     d = distributed.info()  # rank 0 of 1 outside torchrun; only rank 0 writes
@@ -110,13 +109,18 @@ def run(cfg: Any) -> dict:
             if not d.main:
                 return manifest
             results.write_manifest(rdir, manifest)
-            if not cfg["train"].get("keep_checkpoint", False):
-                (rdir / "checkpoint.pt").unlink(missing_ok=True)
+            _drop_checkpoint(cfg, rdir)
             return manifest
     except OSError as e:
         if results.disk_full(e):
             raise results.DiskFull(e, root, label) from e
         raise
+
+
+def _drop_checkpoint(cfg: dict, rdir: Path) -> None:
+    """A finished run's checkpoint goes, unless ``train.keep_checkpoint``."""
+    if not cfg["train"].get("keep_checkpoint", False):
+        (rdir / "checkpoint.pt").unlink(missing_ok=True)
 
 
 def _build(cfg: dict):
